@@ -1,0 +1,18 @@
+"""ebm_ppl: energy-based models for probabilistic programming on NumPyro/JAX.
+
+An energy U(x) defines rho(x) = exp(-U(x)) / Z. This package samples rho with kernels that
+plug into ``numpyro.infer.MCMC`` and estimates log Z (the evidence of a NumPyro model).
+"""
+
+from . import kernels, targets
+from .energy import Energy, ModelEnergy, as_energy, energy_from_fn, energy_from_model
+from .errors import SamplingDivergedError
+from .mcmc import MALA, RWMH, ULA, PureKernelSampler, SamplerState
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Energy", "ModelEnergy", "as_energy", "energy_from_fn", "energy_from_model",
+    "SamplingDivergedError", "MALA", "RWMH", "ULA", "PureKernelSampler", "SamplerState",
+    "kernels", "targets", "__version__",
+]

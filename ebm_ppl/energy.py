@@ -1,0 +1,216 @@
+"""Energies: U(x) = -log(unnormalized density), as NumPyro potential functions.
+
+An :class:`Energy` wraps a potential over a *flat* real vector of length ``dim`` (what every
+kernel and the annealing engine move), together with the map back to the user's structure
+(a pytree for plain functions, constrained sample sites for NumPyro models).
+
+* :func:`energy_from_fn` -- a plain JAX function of an array or a pytree.
+* :func:`energy_from_model` -- a NumPyro model: U is NumPyro's unconstrained potential, split
+  into ``-log_prior(z) - log_likelihood(z)`` (the prior term includes the Jacobian of the
+  unconstraining transform), with a prior sampler in unconstrained space.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from .errors import check_key
+
+Array = jax.Array
+
+
+@dataclass(frozen=True)
+class Energy:
+    """A potential ``U`` on R^dim with the map back to the user's parameter structure.
+
+    Attributes:
+        potential_fn: flat array of shape ``(dim,)`` -> scalar U.
+        dim: number of real coordinates.
+        unravel: flat array -> the user's structure (pytree or constrained sites).
+        name: a label used in results and plots.
+    """
+
+    potential_fn: Callable[[Array], Array]
+    dim: int
+    unravel: Callable[[Array], Any] = field(default=lambda x: x)
+    name: str = "energy"
+
+    def __call__(self, x: Array) -> Array:
+        return self.potential_fn(x)
+
+    def batch(self, xs: Array) -> Array:
+        """U at each row of ``xs`` (shape ``(n, dim)``)."""
+        return jax.vmap(self.potential_fn)(xs)
+
+    def constrain(self, x: Array) -> Any:
+        """Map a flat (unconstrained) point to the user's structure."""
+        return self.unravel(x)
+
+
+@dataclass(frozen=True)
+class ModelEnergy(Energy):
+    """The energy of a NumPyro model's posterior, with prior and likelihood kept apart.
+
+    ``-potential_fn(z) == log_prior_fn(z) + log_likelihood_fn(z)`` for every unconstrained
+    ``z``; ``log_prior_fn`` is a normalized density on R^dim (it includes the Jacobian), so
+    likelihood tempering from it starts at log Z_0 = 0.
+    """
+
+    log_prior_fn: Callable[[Array], Array] = None
+    log_likelihood_fn: Callable[[Array], Array] = None
+    sample_prior: Callable[[Array, int], Array] = None
+    site_names: tuple = ()
+
+
+def _check_scalar_energy(value, where: str, name: str = "potential_fn"):
+    shape = jnp.shape(value)
+    if shape != ():
+        raise ValueError(
+            f"{name} must return one scalar per point, but returned shape {shape} at {where}"
+        )
+    dtype = jnp.result_type(value)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"{name} must return a float, but returned dtype {dtype} at {where}")
+    if not bool(jnp.isfinite(value)):
+        raise ValueError(f"{name} is not finite ({float(value)}) at {where}")
+
+
+def energy_from_fn(fn: Callable, example, *, name: str = "energy") -> Energy:
+    """Wrap a plain JAX potential ``fn(position) -> scalar`` of an array or a pytree.
+
+    ``example`` is one valid position; it fixes the structure and dimension and is used to
+    check, before any sampling, that ``fn`` returns one finite float scalar.
+    """
+    if not callable(fn):
+        raise ValueError(f"fn must be callable, got {type(fn).__name__}")
+    try:
+        flat, unravel = ravel_pytree(jax.tree.map(jnp.asarray, example))
+    except Exception as err:  # noqa: BLE001 -- anything un-ravelable is a user input error
+        raise ValueError(f"example must be an array or a pytree of arrays: {err}") from None
+    if flat.size == 0:
+        raise ValueError("example has no coordinates (size 0)")
+    if not jnp.issubdtype(flat.dtype, jnp.floating):
+        flat = flat.astype(jnp.result_type(float))
+
+    def potential_fn(x):
+        return fn(unravel(x))
+
+    try:
+        value = potential_fn(flat)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"fn failed at the example point of shape {flat.shape}: {err}") from None
+    _check_scalar_energy(value, "the example point", name="fn")
+    return Energy(potential_fn=potential_fn, dim=int(flat.size), unravel=unravel, name=name)
+
+
+def _site_log_prob(site) -> Array:
+    lp = jnp.sum(site["fn"].log_prob(site["value"]))
+    return lp if site["scale"] is None else site["scale"] * lp
+
+
+def energy_from_model(model: Callable, *model_args, key=None, name: str | None = None,
+                      **model_kwargs) -> ModelEnergy:
+    """The unconstrained posterior energy of a NumPyro model, split into prior and likelihood.
+
+    ``U(z) = -[log p(theta(z)) + log|J(z)|] - log p(y | theta(z))`` (seed eq. 1 with the
+    unconstraining change of variables), exactly NumPyro's potential energy. Observed sites
+    form the likelihood; every other sample site is a latent variable of the prior.
+    """
+    import numpyro
+    from numpyro import handlers
+    from numpyro.distributions.transforms import biject_to
+    from numpyro.infer.util import initialize_model
+
+    if not callable(model):
+        raise ValueError(f"model must be a callable NumPyro model, got {type(model).__name__}")
+    key = jax.random.key(0) if key is None else check_key(key)
+    try:
+        init_info, potential_dict, postprocess, trace = initialize_model(
+            key, model, model_args=model_args, model_kwargs=model_kwargs, validate_grad=False
+        )
+    except RuntimeError as err:
+        raise ValueError(f"cannot initialize the model: {err}") from None
+    except (TypeError, ValueError, KeyError) as err:
+        raise ValueError(f"the model failed with the given data: {err}") from None
+    latent = {n: s for n, s in trace.items()
+              if s["type"] == "sample" and not s["is_observed"]}
+    if not latent:
+        raise ValueError("the model has no latent sample sites: nothing to infer")
+    discrete = [n for n, s in latent.items() if s["fn"].support.is_discrete]
+    if discrete:
+        raise ValueError(f"discrete latent sites are not supported: {discrete}")
+    observed = [n for n, s in trace.items() if s["type"] == "sample" and s["is_observed"]]
+    flat0, unravel_dict = ravel_pytree(init_info.z)
+    transforms = {n: biject_to(latent[n]["fn"].support) for n in init_info.z}
+
+    def potential_fn(z):
+        return potential_dict(unravel_dict(z))
+
+    def _constrained_trace(z):
+        u = unravel_dict(z)
+        values = {n: transforms[n](u[n]) for n in u}
+        with handlers.block():
+            tr = handlers.trace(handlers.substitute(handlers.seed(model, 0), data=values)).get_trace(
+                *model_args, **model_kwargs)
+        return u, values, tr
+
+    def log_prior_fn(z):
+        u, values, tr = _constrained_trace(z)
+        total = 0.0
+        for n in u:
+            site = tr[n]
+            total = total + _site_log_prob(site)
+            ldj = jnp.sum(transforms[n].log_abs_det_jacobian(u[n], values[n]))
+            total = total + (ldj if site["scale"] is None else site["scale"] * ldj)
+        return total
+
+    def log_likelihood_fn(z):
+        _, _, tr = _constrained_trace(z)
+        total = 0.0
+        for n in observed:  # observed sites, numpyro.factor terms included
+            total = total + _site_log_prob(tr[n])
+        return total
+
+    def sample_prior(rng_key, num_samples: int):
+        draws = numpyro.infer.Predictive(
+            model, num_samples=int(num_samples), return_sites=list(init_info.z))(
+            rng_key, *model_args, **model_kwargs)
+        unconstrained = {n: transforms[n].inv(draws[n]) for n in init_info.z}
+        return jax.vmap(lambda u: ravel_pytree(u)[0])(unconstrained)
+
+    def unravel(z):
+        return postprocess(*model_args, **model_kwargs)(unravel_dict(z))
+
+    value = potential_fn(flat0)
+    _check_scalar_energy(value, "the model's initial point", name="the model's potential")
+    return ModelEnergy(
+        potential_fn=potential_fn, dim=int(flat0.size), unravel=unravel,
+        name=name or getattr(model, "__name__", "model"), log_prior_fn=log_prior_fn,
+        log_likelihood_fn=log_likelihood_fn, sample_prior=sample_prior,
+        site_names=tuple(init_info.z),
+    )
+
+
+def as_energy(obj, *, dim: int | None = None, name: str = "energy") -> Energy:
+    """Coerce an :class:`Energy`, a target from :mod:`ebm_ppl.targets` or a plain function
+    of a flat ``(dim,)`` array into an :class:`Energy`."""
+    if isinstance(obj, Energy):
+        if dim is not None and dim != obj.dim:
+            raise ValueError(f"dim={dim} does not match the energy's dimension {obj.dim}")
+        return obj
+    energy = getattr(obj, "energy", None)
+    if isinstance(energy, Energy):
+        return as_energy(energy, dim=dim)
+    if not callable(obj):
+        raise ValueError(f"potential_fn must be callable, got {type(obj).__name__}")
+    if dim is None:
+        raise ValueError("dim is required when potential_fn is a plain function")
+    if isinstance(dim, bool) or not isinstance(dim, int | np.integer) or dim <= 0:
+        raise ValueError(f"dim must be a positive integer, got {dim!r}")
+    return energy_from_fn(obj, jnp.zeros(int(dim)), name=name)

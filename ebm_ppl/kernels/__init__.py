@@ -1,0 +1,22 @@
+"""Pure kernels: ``init(position, potential_fn) -> state`` and
+``step(key, state, potential_fn, step_size) -> (state, info)`` on a flat position.
+
+State carries only what the next step needs (position, energy, gradient); ``info`` carries
+diagnostics. Each gradient kernel costs exactly one ``value_and_grad`` per step.
+"""
+
+from .langevin import (
+    LangevinState,
+    MoveInfo,
+    langevin_init,
+    langevin_log_ratio,
+    mala_step,
+    ula_move,
+    ula_step,
+)
+from .rwmh import RWState, rwmh_init, rwmh_step
+
+__all__ = [
+    "LangevinState", "MoveInfo", "langevin_init", "langevin_log_ratio", "mala_step",
+    "ula_move", "ula_step", "RWState", "rwmh_init", "rwmh_step",
+]
