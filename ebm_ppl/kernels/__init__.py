@@ -14,9 +14,11 @@ from .langevin import (
     ula_move,
     ula_step,
 )
+from .jarzynski import JarzynskiInfo, JarzynskiState, jarzynski_init, jarzynski_step
 from .rwmh import RWState, rwmh_init, rwmh_step
 
 __all__ = [
     "LangevinState", "MoveInfo", "langevin_init", "langevin_log_ratio", "mala_step",
     "ula_move", "ula_step", "RWState", "rwmh_init", "rwmh_step",
+    "JarzynskiState", "JarzynskiInfo", "jarzynski_init", "jarzynski_step",
 ]
