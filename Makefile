@@ -30,7 +30,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/kernel_throughput.py
 
 docs: $(STAMP)
-	$(VENV)/bin/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf $(VENV) site $(OUTDIR) .pytest_cache

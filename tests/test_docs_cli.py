@@ -1,0 +1,31 @@
+"""The docs build with --strict and the CLI answers --help and bad input cleanly."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _run(args, **kw):
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "MPLBACKEND": "Agg"}
+    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env=env, timeout=600, **kw)
+
+
+@pytest.mark.skipif(shutil.which("mkdocs", path=str(BIN)) is None, reason="docs extra not installed")
+def test_docs_build_strict(tmp_path):
+    proc = _run([str(BIN / "mkdocs"), "build", "--strict", "--site-dir", str(tmp_path / "site")])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (tmp_path / "site" / "index.html").exists()
+
+
+@pytest.mark.parametrize("command", [[], ["demo"], ["evidence"], ["figures"]])
+def test_cli_help(command):
+    proc = _run([sys.executable, "-m", "ebm_ppl.cli", *command, "--help"])
+    assert proc.returncode == 0, proc.stderr
+    assert "usage: ebm-ppl" in proc.stdout
