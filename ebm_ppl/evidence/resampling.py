@@ -1,0 +1,121 @@
+"""Importance weights: log-mean-exp, effective sample sizes and systematic resampling.
+
+Every function works on *log* weights along the last axis (walkers) and is pure and jittable,
+so the annealing engine, the spin free-energy code and users can share it. Conventions:
+
+* ``log_w`` need not be normalized; an estimate of a normalizing-constant ratio from weights
+  ``w_i = exp(log_w_i)`` is ``log_mean_exp(log_w)`` (seed eq. 2 and eq. 104).
+* The Kish effective sample size of weights is ``(sum w)^2 / sum w^2`` (between 1 and n).
+* Systematic resampling draws one uniform and costs O(n) with ``searchsorted`` (a categorical
+  draw over n logits would be O(n^2)); :func:`resample_if` runs it under ``lax.cond`` only when
+  the ESS falls below a threshold and folds the discarded normalization into ``log Z``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import logsumexp
+
+Array = jax.Array
+
+__all__ = [
+    "log_mean_exp", "normalize_log_weights", "ess", "ess_fraction", "conditional_ess",
+    "systematic_resample", "ResampleResult", "resample_if",
+]
+
+
+def log_mean_exp(log_w: Array, axis: int = -1) -> Array:
+    """``log(mean(exp(log_w)))`` along ``axis``, stable; ``-inf`` when every weight is zero."""
+    log_w = jnp.asarray(log_w)
+    n = log_w.shape[axis]
+    return logsumexp(log_w, axis=axis) - jnp.log(n)
+
+
+def normalize_log_weights(log_w: Array, axis: int = -1) -> Array:
+    """Log of the normalized weights ``w_i / sum_j w_j``."""
+    return log_w - logsumexp(log_w, axis=axis, keepdims=True)
+
+
+def ess(log_w: Array, axis: int = -1) -> Array:
+    """Kish effective sample size ``(sum w)^2 / sum w^2`` (0 when every weight is zero)."""
+    value = jnp.exp(2.0 * logsumexp(log_w, axis=axis) - logsumexp(2.0 * log_w, axis=axis))
+    return jnp.where(jnp.isfinite(value), value, 0.0)
+
+
+def ess_fraction(log_w: Array, axis: int = -1) -> Array:
+    """Kish ESS divided by the number of walkers, in (0, 1]."""
+    return ess(log_w, axis=axis) / jnp.shape(log_w)[axis]
+
+
+def conditional_ess(log_w: Array, log_increment: Array, axis: int = -1) -> Array:
+    """Conditional ESS fraction of an increment given current weights (Zhou et al. 2016):
+    ``(sum_i W_i v_i)^2 / sum_i W_i v_i^2`` with ``W`` normalized and ``v = exp(increment)``.
+
+    With equal current weights it is the ESS fraction of the increments alone. It measures the
+    step ``beta -> beta'`` only, whatever the weights accumulated before.
+    """
+    log_W = normalize_log_weights(log_w, axis=axis)
+    num = 2.0 * logsumexp(log_W + log_increment, axis=axis)
+    den = logsumexp(log_W + 2.0 * log_increment, axis=axis)
+    value = jnp.exp(num - den)
+    return jnp.where(jnp.isfinite(value), value, 0.0)
+
+
+def systematic_resample(key: Array, log_w: Array, num_samples: int | None = None) -> Array:
+    """Indices of a systematic resample of walkers with log weights ``log_w`` (1-D).
+
+    One uniform ``u``; walker ``i`` is copied ``floor`` or ``ceil`` of ``n W_i`` times.
+    O(n) via ``searchsorted`` on the cumulative weights. When every weight is zero the
+    identity is returned (the caller decides what a dead population means).
+    """
+    n = log_w.shape[-1]
+    m = n if num_samples is None else int(num_samples)
+    dead = ~jnp.isfinite(logsumexp(log_w))
+    weights = jnp.exp(normalize_log_weights(jnp.where(dead, 0.0, log_w)))
+    cdf = jnp.cumsum(weights)
+    cdf = cdf / cdf[-1]
+    u = (jax.random.uniform(key, (), dtype=cdf.dtype) + jnp.arange(m, dtype=cdf.dtype)) / m
+    idx = jnp.clip(jnp.searchsorted(cdf, u, side="right"), 0, n - 1)
+    identity = jnp.arange(m) % n
+    return jnp.where(dead, identity, idx)
+
+
+class ResampleResult(NamedTuple):
+    """Outcome of :func:`resample_if`.
+
+    ``indices``: which walker each slot copies (identity when nothing was resampled);
+    ``log_w``: the new log weights (zeros after a resample); ``log_z_increment``: what
+    resampling moved out of the weights into the running log Z (``log_mean_exp(log_w)`` or 0);
+    ``resampled``: whether it happened.
+    """
+
+    indices: Array
+    log_w: Array
+    log_z_increment: Array
+    resampled: Array
+
+
+def resample_if(key: Array, log_w: Array, threshold: float = 0.5) -> ResampleResult:
+    """Systematic resampling when ``ess_fraction(log_w) < threshold`` (1-D ``log_w``).
+
+    ``threshold >= 1`` resamples at every call (up to round-off), ``threshold <= 0`` never.
+    The running estimate ``log Z = acc + log_mean_exp(log_w)`` is unchanged by the call when
+    ``acc`` is increased by ``log_z_increment``. Under ``vmap`` both branches run (a select).
+    """
+    n = log_w.shape[-1]
+    do = jnp.logical_or(ess_fraction(log_w) < threshold, threshold >= 1.0)
+
+    def _resample(operand):
+        k, lw = operand
+        idx = systematic_resample(k, lw)
+        return idx, jnp.zeros_like(lw), log_mean_exp(lw)
+
+    def _keep(operand):
+        _, lw = operand
+        return jnp.arange(n), lw, jnp.zeros((), lw.dtype)
+
+    idx, new_log_w, inc = jax.lax.cond(do, _resample, _keep, (key, log_w))
+    return ResampleResult(idx, new_log_w, inc, do)
