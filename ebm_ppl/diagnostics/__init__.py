@@ -1,0 +1,20 @@
+"""Diagnostics built on ArviZ >= 1: MCMC summaries, importance-weight checks, divergences from
+samples (seed eq. 48), mode masses and the sampler-bias report (seed Example 4.1)."""
+
+from .bias import BiasReport, sampler_bias_report
+from .divergences import (divergences_by_quadrature, fisher_divergence, kl_divergence,
+                          log_density, remark31_mixtures)
+from .modes import mode_masses
+from .summary import convergence, is_weighted, summary, to_datatree, weighted_datatree, weighted_summary
+from .weights import (KHAT_BAD, KHAT_GOOD, Estimate, ImportanceWeightWarning, ParetoKHat,
+                      kish_ess, normalized_weights, pareto_khat, psis, resample,
+                      systematic_indices, weighted_mean)
+
+__all__ = [
+    "BiasReport", "sampler_bias_report", "divergences_by_quadrature", "fisher_divergence",
+    "kl_divergence", "log_density", "remark31_mixtures", "mode_masses", "convergence",
+    "is_weighted", "summary", "to_datatree", "weighted_datatree", "weighted_summary", "KHAT_BAD",
+    "KHAT_GOOD", "Estimate", "ImportanceWeightWarning", "ParetoKHat", "kish_ess",
+    "normalized_weights", "pareto_khat", "psis", "resample", "systematic_indices",
+    "weighted_mean",
+]
