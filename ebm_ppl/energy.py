@@ -185,7 +185,7 @@ def energy_from_model(model: Callable, *model_args, key=None, name: str | None =
         return jax.vmap(lambda u: ravel_pytree(u)[0])(unconstrained)
 
     def unravel(z):
-        return postprocess(*model_args, **model_kwargs)(unravel_dict(z))
+        return postprocess(unravel_dict(z))  # initialize_model without dynamic_args
 
     value = potential_fn(flat0)
     _check_scalar_energy(value, "the model's initial point", name="the model's potential")
