@@ -5,7 +5,7 @@ plug into ``numpyro.infer.MCMC`` and estimates log Z (the evidence of a NumPyro 
 """
 
 from . import kernels, targets
-from . import diagnostics
+from . import diagnostics, plots
 from .energy import Energy, ModelEnergy, as_energy, energy_from_fn, energy_from_model
 from .errors import SamplingDivergedError
 from .mcmc import MALA, RWMH, ULA, PureKernelSampler, SamplerState
@@ -15,5 +15,5 @@ __version__ = "0.1.0"
 __all__ = [
     "Energy", "ModelEnergy", "as_energy", "energy_from_fn", "energy_from_model",
     "SamplingDivergedError", "MALA", "RWMH", "ULA", "PureKernelSampler", "SamplerState",
-    "kernels", "targets", "diagnostics", "__version__",
+    "kernels", "targets", "diagnostics", "plots", "__version__",
 ]

@@ -18,7 +18,6 @@ from typing import NamedTuple
 
 import jax
 import numpy as np
-from arviz_stats.base import array_stats
 from scipy.special import logsumexp
 
 from ..errors import check_key, check_positive
@@ -97,6 +96,8 @@ def psis(log_weights, *, r_eff: float = 1.0) -> tuple[np.ndarray, float]:
     ``psislw`` is written for PSIS-LOO, where the weights are 1/p(y|theta): it expects the
     NEGATED log weights. Passing them un-negated silently fits the wrong tail (k ~ -0.9).
     """
+    from arviz_stats.base import array_stats
+
     lw = check_log_weights(log_weights)
     finite = np.isfinite(lw)
     smoothed = np.full_like(lw, -np.inf)
@@ -144,6 +145,8 @@ def weighted_mean(values, log_weights=None, *, chains: bool = False) -> Estimate
     if not np.all(np.isfinite(v)):
         raise ValueError("values contains NaN or infinite entries")
     if chains:
+        from arviz_stats.base import array_stats
+
         if log_weights is not None:
             raise ValueError("give either log_weights or chains=True, not both")
         if v.ndim < 2 or v.shape[1] < 4:
