@@ -54,6 +54,16 @@ def test_pareto_khat_exact_pareto_tail_and_sign_convention():
     assert smoothed.max() < log_w.max() - np.log(np.exp(log_w).sum())  # the tail was smoothed
 
 
+def test_pareto_khat_of_tied_weights_after_resampling():
+    """Equal (resampled) or group-wise constant weights are bounded: no tail, k-hat = -inf."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", dg.ImportanceWeightWarning)
+        for log_w in (np.zeros(1024), np.repeat(np.linspace(-0.1, 0.1, 16), 64)):
+            res = dg.pareto_khat(log_w)
+            assert res.khat == -np.inf and res.diagnosis == "good"
+            assert dg.psis(log_w)[0] == pytest.approx(log_w - np.log(np.exp(log_w).sum()))
+
+
 def _is_draws(seed, n=20_000):
     """Draws from q = N(0, 2^2) weighted toward p = N(1, 0.5^2) (unnormalized log weights)."""
     x = 2.0 * np.random.default_rng(seed).standard_normal(n)

@@ -48,8 +48,8 @@ class ParetoKHat(NamedTuple):
     """Pareto k-hat of importance weights (PSIS, Vehtari et al. 2024).
 
     ``diagnosis`` is "good" (k < 0.5: finite variance, the estimates converge at the usual
-    rate), "ok" (0.5 <= k < 0.7: infinite variance, slow but usable) or "bad" (k >= 0.7:
-    the estimates are unreliable). ``se`` is the asymptotic standard error (1 + k)/sqrt(M)
+    rate), "ok" (0.5 <= k < 0.7: infinite variance, slow but usable), "bad" (k >= 0.7:
+    the estimates are unreliable) or "undetermined" (the fit failed). ``se`` is the asymptotic standard error (1 + k)/sqrt(M)
     of the generalized Pareto shape fitted to the M largest weights.
     """
 
@@ -90,17 +90,29 @@ def kish_ess(log_weights) -> float:
     return float(1.0 / np.sum(w * w))
 
 
+def _tail_size(n: int, r_eff: float) -> int:
+    """Number of largest weights the generalized Pareto is fitted to (as ``psislw`` does)."""
+    return int(math.floor(3 * math.sqrt(n / r_eff))) if n * r_eff > 225 else n // 5
+
+
 def psis(log_weights, *, r_eff: float = 1.0) -> tuple[np.ndarray, float]:
     """Pareto-smoothed log weights (normalized) and k-hat, via ``arviz_stats``' ``psislw``.
 
     ``psislw`` is written for PSIS-LOO, where the weights are 1/p(y|theta): it expects the
     NEGATED log weights. Passing them un-negated silently fits the wrong tail (k ~ -0.9).
+    When the largest weights take fewer than 5 distinct values (equal weights after
+    resampling, or group-wise constant ones) there is no tail to fit: the weights are
+    bounded, k-hat is reported as -inf and nothing is smoothed.
     """
     from arviz_stats.base import array_stats
 
     lw = check_log_weights(log_weights)
     finite = np.isfinite(lw)
     smoothed = np.full_like(lw, -np.inf)
+    top = np.sort(lw[finite])[-max(_tail_size(int(finite.sum()), r_eff), 1):]
+    if np.unique(top).size < 5:
+        smoothed[finite] = lw[finite] - logsumexp(lw[finite])
+        return smoothed, -math.inf
     sm, khat = array_stats.psislw(-lw[finite], r_eff=r_eff)
     sm = np.asarray(sm, dtype=np.float64)
     smoothed[finite] = sm - logsumexp(sm)
@@ -112,6 +124,7 @@ def pareto_khat(log_weights, *, r_eff: float = 1.0, warn: bool = True) -> Pareto
 
     If w = p/q has a tail P(w > t) ~ t^(-1/k), k-hat estimates k: e.g. q = N(0, 1),
     p = N(0, s^2) with s > 1 gives k = 1 - 1/s^2 (infinite variance from s^2 = 2 on).
+    A k-hat that cannot be fitted (NaN) is diagnosed "undetermined" and warned about.
     """
     lw = check_log_weights(log_weights)
     r_eff = check_positive("r_eff", r_eff)
@@ -119,14 +132,18 @@ def pareto_khat(log_weights, *, r_eff: float = 1.0, warn: bool = True) -> Pareto
     if n < 10:
         raise ValueError(f"log_weights has only {n} finite entries; k-hat needs at least 10")
     _, khat = psis(lw, r_eff=r_eff)
-    tail = int(math.floor(3 * math.sqrt(n / r_eff))) if n * r_eff > 225 else n // 5
-    se = (1.0 + max(khat, -0.5)) / math.sqrt(max(tail, 1))
-    diagnosis = "good" if khat < KHAT_GOOD else ("ok" if khat < KHAT_BAD else "bad")
+    tail = _tail_size(n, r_eff)
+    se = (1.0 + min(max(khat, -0.5), 2.0)) / math.sqrt(max(tail, 1))
+    if math.isnan(khat):
+        diagnosis = "undetermined"
+    else:
+        diagnosis = "good" if khat < KHAT_GOOD else ("ok" if khat < KHAT_BAD else "bad")
     if warn and diagnosis != "good":
-        msg = (f"Pareto k-hat = {khat:.2f} >= {KHAT_BAD}: importance weights are too heavy-tailed, "
-               "the weighted estimates are unreliable" if diagnosis == "bad" else
-               f"Pareto k-hat = {khat:.2f} >= {KHAT_GOOD}: the weights have infinite variance, "
-               "weighted estimates converge slowly")
+        msg = {"bad": f"Pareto k-hat = {khat:.2f} >= {KHAT_BAD}: importance weights are too "
+                      "heavy-tailed, the weighted estimates are unreliable",
+               "ok": f"Pareto k-hat = {khat:.2f} >= {KHAT_GOOD}: the weights have infinite "
+                     "variance, weighted estimates converge slowly",
+               "undetermined": "Pareto k-hat could not be fitted to the largest weights"}[diagnosis]
         warnings.warn(msg, ImportanceWeightWarning, stacklevel=2)
     return ParetoKHat(khat, se, tail, diagnosis)
 

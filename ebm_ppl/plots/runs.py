@@ -57,7 +57,9 @@ def plot_evidence(results, *, truth: float | None = None, bins: int = 60):
             ax_w.hist(lw - lw.max(), bins=bins, alpha=0.5, color=line.get_color(), label=label)
     if truth is not None:
         ax_z.axhline(truth, color="black", ls="--", label="exact log Z")
-    ax_z.set_xscale("log")
+    all_grads = [_num_grads(r) for rs in runs.values() for r in rs]
+    if max(all_grads) > 10 * max(min(all_grads), 1.0):
+        ax_z.set_xscale("log")
     ax_z.set(title="log Z +-2 se vs cost", xlabel="gradient evaluations", ylabel="log Z")
     ax_ess.set(title="ESS per stage", xlabel="stage", ylabel="ESS (fraction of walkers)")
     ax_beta.set(title="Inverse temperature per stage", xlabel="stage", ylabel=r"$\beta$")
