@@ -130,6 +130,15 @@ def energy_from_model(model: Callable, *model_args, key=None, name: str | None =
     if not callable(model):
         raise ValueError(f"model must be a callable NumPyro model, got {type(model).__name__}")
     key = jax.random.key(0) if key is None else check_key(key)
+    try:  # find discrete latent sites first: initialize_model would try to enumerate them
+        with handlers.block():
+            first = handlers.trace(handlers.seed(model, key)).get_trace(*model_args, **model_kwargs)
+    except Exception:  # noqa: BLE001 -- initialize_model below reports the model's own error
+        first = {}
+    discrete = [n for n, s in first.items() if s["type"] == "sample" and not s["is_observed"]
+                and s["fn"].support.is_discrete]
+    if discrete:
+        raise ValueError(f"discrete latent sites are not supported: {discrete}")
     try:
         init_info, potential_dict, postprocess, trace = initialize_model(
             key, model, model_args=model_args, model_kwargs=model_kwargs, validate_grad=False

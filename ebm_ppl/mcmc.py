@@ -14,6 +14,7 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.flatten_util import ravel_pytree
 from numpyro.infer.hmc_util import dual_averaging
 from numpyro.infer.mcmc import MCMCKernel
@@ -117,6 +118,8 @@ class PureKernelSampler(MCMCKernel):
             self._check_leading_dim(init_params, num_chains)
         flat_example, unravel = ravel_pytree(example)
         self._check_init_point(potential_fn, example)
+        if vectorized:
+            self._check_every_chain(potential_fn, init_params)
         flat_potential = lambda x: potential_fn(unravel(x))  # noqa: E731
         sample_one = self._make_sample_fn(flat_potential, unravel, int(num_warmup))
 
@@ -196,6 +199,17 @@ class PureKernelSampler(MCMCKernel):
                 "dimension (with several chains it must equal num_chains)")
         if not isinstance(value, jax.core.Tracer):  # under pmap the values are abstract
             _check_scalar_energy(value, "init_params")
+
+    @staticmethod
+    def _check_every_chain(potential_fn, init_params):
+        """Every chain must start at a finite energy, not only the first one checked above."""
+        values = jax.vmap(potential_fn)(init_params)
+        if isinstance(values, jax.core.Tracer):
+            return
+        bad = np.flatnonzero(~np.isfinite(np.asarray(values)))
+        if bad.size:
+            raise ValueError(f"potential_fn is not finite at init_params of chain(s) "
+                             f"{bad[:10].tolist()}")
 
     def _make_sample_fn(self, flat_potential, unravel, num_warmup):
         pure_step, adapt, target = self.pure_step, self._adapt, self._target
