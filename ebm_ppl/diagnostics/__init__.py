@@ -5,7 +5,8 @@ from .bias import BiasReport, sampler_bias_report
 from .divergences import (divergences_by_quadrature, fisher_divergence, kl_divergence,
                           log_density, remark31_mixtures)
 from .modes import mode_masses
-from .summary import convergence, is_weighted, summary, to_datatree, weighted_datatree, weighted_summary
+from .summary import (convergence, is_weighted, summary, to_datatree, weighted_datatree,
+                      weighted_summary)
 from .weights import (KHAT_BAD, KHAT_GOOD, Estimate, ImportanceWeightWarning, ParetoKHat,
                       kish_ess, normalized_weights, pareto_khat, psis, resample,
                       systematic_indices, weighted_mean)

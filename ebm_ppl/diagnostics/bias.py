@@ -117,7 +117,8 @@ def sampler_bias_report(target, *, key, ula_step_sizes=(5e-3, 1e-2, 1.5e-2), mal
         lam_max = float(np.linalg.eigvalsh(np.linalg.inv(np.atleast_2d(cov))).max())
         bad = [h for h in steps if h >= 2.0 / lam_max]
         if bad:
-            raise ValueError(f"ula_step_sizes {bad} >= 2/lambda_max = {2 / lam_max:.4g}: ULA diverges")
+            raise ValueError(f"ula_step_sizes {bad} >= 2/lambda_max = {2 / lam_max:.4g}: "
+                             "ULA diverges")
     key_init, key = jax.random.split(key)
     if init_params is None:
         if not hasattr(target, "sample"):
@@ -125,7 +126,8 @@ def sampler_bias_report(target, *, key, ula_step_sizes=(5e-3, 1e-2, 1.5e-2), mal
         init_params = target.sample(key_init, num_chains)
     init = jax.numpy.asarray(init_params)
     if init.ndim != 2 or init.shape[0] != num_chains:
-        raise ValueError(f"init_params must have shape (num_chains={num_chains}, dim), got {init.shape}")
+        raise ValueError(f"init_params must have shape (num_chains={num_chains}, dim), "
+                         f"got {init.shape}")
 
     jobs = [(f"ULA h={h:g}", ULA(potential_fn=target, step_size=h), h) for h in steps]
     if mala:

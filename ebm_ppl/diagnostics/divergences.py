@@ -39,7 +39,8 @@ def _as_points(samples) -> jnp.ndarray:
 
 def _check_fn(name, fn):
     if not callable(fn):
-        raise ValueError(f"{name} must be a callable log density of one point, got {type(fn).__name__}")
+        raise ValueError(f"{name} must be a callable log density of one point, "
+                         f"got {type(fn).__name__}")
 
 
 def log_density(target) -> Callable:

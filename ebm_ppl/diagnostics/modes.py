@@ -49,6 +49,7 @@ def mode_masses(samples, mode_index=None, *, num_modes: int | None = None, log_w
         masses = getattr(mode_index, "mode_masses", None)
         num_modes = len(masses) if masses is not None else int(labels.max()) + 1
     if labels.size and (labels.min() < 0 or labels.max() >= num_modes):
-        raise ValueError(f"mode labels must lie in 0..{num_modes - 1}, got {labels.min()}..{labels.max()}")
+        raise ValueError(f"mode labels must lie in 0..{num_modes - 1}, "
+                         f"got {labels.min()}..{labels.max()}")
     onehot = (labels[..., None] == np.arange(num_modes)).astype(np.float64)
     return weighted_mean(onehot, log_weights, chains=chains)

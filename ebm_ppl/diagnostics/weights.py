@@ -49,8 +49,9 @@ class ParetoKHat(NamedTuple):
 
     ``diagnosis`` is "good" (k < 0.5: finite variance, the estimates converge at the usual
     rate), "ok" (0.5 <= k < 0.7: infinite variance, slow but usable), "bad" (k >= 0.7:
-    the estimates are unreliable) or "undetermined" (the fit failed). ``se`` is the asymptotic standard error (1 + k)/sqrt(M)
-    of the generalized Pareto shape fitted to the M largest weights.
+    the estimates are unreliable) or "undetermined" (the fit failed). ``se`` is the
+    asymptotic standard error (1 + k)/sqrt(M) of the generalized Pareto shape fitted to the
+    M largest weights.
     """
 
     khat: float
@@ -151,7 +152,9 @@ def pareto_khat(log_weights, *, r_eff: float = 1.0, warn: bool = True) -> Pareto
 def weighted_mean(values, log_weights=None, *, chains: bool = False) -> Estimate:
     """Mean of ``values`` (shape ``(n, ...)``) with its standard error.
 
-    * ``log_weights`` given: self-normalized importance sampling, se by the delta method.
+    * ``log_weights`` given: self-normalized importance sampling, se by the delta method
+      (it treats the draws as independent: for SMC walkers that share ancestors after
+      resampling it is optimistic; compare independent walker groups instead).
     * ``chains=True``: ``values`` has shape ``(chain, draw, ...)`` from MCMC; the se is
       ArviZ's MCSE (autocorrelation-aware; a chain stuck in one mode inflates it).
     * otherwise: independent draws, se = sd / sqrt(n).
@@ -167,7 +170,8 @@ def weighted_mean(values, log_weights=None, *, chains: bool = False) -> Estimate
         if log_weights is not None:
             raise ValueError("give either log_weights or chains=True, not both")
         if v.ndim < 2 or v.shape[1] < 4:
-            raise ValueError(f"chains=True needs values of shape (chain, draw>=4, ...), got {v.shape}")
+            raise ValueError("chains=True needs values of shape (chain, draw>=4, ...), "
+                             f"got {v.shape}")
         moved = np.moveaxis(v, (0, 1), (-2, -1))
         return Estimate(v.mean(axis=(0, 1)),
                         np.asarray(array_stats.mcse(moved, chain_axis=-2, draw_axis=-1)))

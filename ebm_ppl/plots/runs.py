@@ -158,7 +158,7 @@ def plot_ising(temperatures, *, energy=None, energy_se=None, magnetization=None,
     check_choice("magnetization_kind", magnetization_kind, ("m2", "abs_m"))
     ts = as_1d(temperatures, "temperatures")
     if exact is None and L is not None:
-        exact = ising_exact_curves(L, np.linspace(ts.min(), ts.max(), 40), J=J)
+        exact = ising_exact_curves(L, np.linspace(ts.min(), ts.max(), 25), J=J)
     size = f"{L}x{L} " if L else ""
     fig, (ax_e, ax_m) = subplots(2, title=f"{size}Ising model vs temperature (J={J:g})")
     mlabel = r"$\langle m^2\rangle$" if magnetization_kind == "m2" else r"$\langle |m|\rangle$"

@@ -39,7 +39,8 @@ def plot_figure1(target=None, *, key=None, samples=None, num_samples: int = 10_0
     density = np.exp(-energy - (log_z if log_z is not None else 0.0))
     if log_z is None:  # normalize numerically on the grid
         density /= np.trapezoid(density, grid)
-    fig, (ax_p, ax_u) = subplots(2, title=f"Boltzmann-Gibbs density and energy ({getattr(target, 'name', 'target')})")
+    name = getattr(target, "name", "target")
+    fig, (ax_p, ax_u) = subplots(2, title=f"Boltzmann-Gibbs density and energy ({name})")
     ax_p.hist(xs, bins=bins, density=True, alpha=0.45, color="tab:blue",
               label=f"samples (n={xs.size})")
     ax_p.plot(grid, density, color="black", lw=1.6, label=r"$\rho(x)=e^{-U(x)}/Z$")
@@ -132,7 +133,8 @@ def plot_ula_covariance(target=None, step_sizes=(2e-3, 5e-3, 1e-2, 1.5e-2, 1.9e-
     table = report.table
     ula = [s for s in dict.fromkeys(table.index.get_level_values(0)) if s.startswith("ULA h=")]
     h_sim = np.array([float(s.split("=")[1]) for s in ula])
-    fig, axes = subplots(len(sig), title="ULA stationary covariance vs step size (seed Example 4.1)")
+    fig, axes = subplots(len(sig),
+                         title="ULA stationary covariance vs step size (seed Example 4.1)")
     for k, ax in enumerate(axes):
         ax.plot(hs, sig[k] / (1.0 - hs / (2.0 * sig[k])), color="black", lw=1.6,
                 label=r"theory $\Sigma(I-\frac{h}{2}\Sigma^{-1})^{-1}$")
