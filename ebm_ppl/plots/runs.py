@@ -69,16 +69,23 @@ def plot_evidence(results, *, truth: float | None = None, bins: int = 60):
     return fig
 
 
-def _mode_weight_series(run, label, mode_weights):
+def _history(run) -> dict:
+    """A training run's per-iteration series: ``run.history`` or the mapping itself."""
+    hist = getattr(run, "history", run)
+    if not hasattr(hist, "get"):
+        raise ValueError(f"a training run needs a history dict, got {type(run).__name__}")
+    return hist
+
+
+def _mode_weight_series(hist, label, mode_weights):
     if mode_weights is not None and label in mode_weights:
         mw = mode_weights[label]
         it, w = mw if isinstance(mw, tuple) else (None, mw)
     else:
-        hist = get(run, "history", default=run)
-        key = next((k for k in (hist or {}) if str(k).startswith("mode_weight")), None)
+        key = next((k for k in hist if str(k).startswith("mode_weight")), None)
         if key is None:
             return None
-        it, w = get(run, "iteration"), hist[key]
+        it, w = hist.get("iteration"), hist[key]
     w = np.asarray(w, dtype=np.float64)
     w = w[:, None] if w.ndim == 1 else w
     it = np.arange(w.shape[0]) if it is None else np.asarray(it)
@@ -94,27 +101,25 @@ def plot_training(runs, *, exact_log_z=None, exact_mode_weights=None, mode_weigh
     (a history key starting with ``mode_weight`` is used when present);
     ``exact_mode_weights``: the target's weights (dotted lines).
     """
+    import matplotlib.pyplot as plt
+
     runs = {k: v[0] for k, v in as_runs(runs, default_label="training").items()}
     fig, (ax_ce, ax_z, ax_m) = subplots(3, title="EBM training curves")
-    colors = {}
-    for label, run in runs.items():
-        it = get(run, "iteration")
-        loss = get(run, "cross_entropy", "loss")
-        if loss is not None:
-            loss = np.asarray(loss, dtype=np.float64)
-            x = np.arange(loss.size) if it is None else np.asarray(it)
-            (line,) = ax_ce.plot(x, loss, label=label)
-            colors[label] = line.get_color()
-        lz = get(run, "log_z")
-        if lz is not None and np.ndim(lz) == 1:
-            lz = np.asarray(lz, dtype=np.float64)
-            x = np.arange(lz.size) if it is None else np.asarray(it)
-            ax_z.plot(x, lz, label=label, color=colors.get(label))
-        series = _mode_weight_series(run, label, mode_weights)
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (label, run) in enumerate(runs.items()):
+        hist, color = _history(run), cycle[i % len(cycle)]
+        it = hist.get("iteration")
+        for ax, names in ((ax_ce, ("cross_entropy", "loss")), (ax_z, ("log_z",))):
+            values = next((hist[n] for n in names if n in hist), None)
+            if values is not None and np.ndim(values) == 1:
+                y = np.asarray(values, dtype=np.float64)
+                x = np.arange(y.size) if it is None else np.asarray(it)
+                ax.plot(x, y, label=label, color=color)
+        series = _mode_weight_series(hist, label, mode_weights)
         if series is not None:
             x, w = series
             for k in range(w.shape[1]):
-                ax_m.plot(x, w[:, k], color=colors.get(label), ls=["-", "--", ":", "-."][k % 4],
+                ax_m.plot(x, w[:, k], color=color, ls=["-", "--", ":", "-."][k % 4],
                           label=f"{label}: mode {k}")
     if exact_log_z is not None:
         if np.ndim(exact_log_z) == 0:
