@@ -9,11 +9,15 @@ from . import diagnostics, plots
 from .energy import Energy, ModelEnergy, as_energy, energy_from_fn, energy_from_model
 from .errors import SamplingDivergedError
 from .mcmc import MALA, RWMH, ULA, PureKernelSampler, SamplerState
+from . import training
+from .training import (EnergyFamily, TrainResult, gaussian_mixture_energy, mlp_energy,
+                       train)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Energy", "ModelEnergy", "as_energy", "energy_from_fn", "energy_from_model",
     "SamplingDivergedError", "MALA", "RWMH", "ULA", "PureKernelSampler", "SamplerState",
+    "training", "train", "TrainResult", "EnergyFamily", "gaussian_mixture_energy", "mlp_energy",
     "kernels", "targets", "diagnostics", "plots", "__version__",
 ]

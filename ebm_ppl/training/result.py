@@ -1,0 +1,55 @@
+"""The result of :func:`ebm_ppl.train`: final parameters, per-iteration history, walkers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run produced.
+
+    Attributes:
+        params: final parameters theta_K (the user's pytree).
+        history: per-iteration arrays (index k = the iterate theta_k the value was computed
+            at). Always ``"iteration"``; by method: ``"loss"`` (the objective; for
+            ``jarzynski`` the cross-entropy estimate eq. 106), ``"log_z"`` (absolute log
+            Z_theta_k: ``jarzynski`` via eq. 104, ``nce`` the learned constant), ``"ess"``
+            and ``"resampled"`` (``jarzynski``), ``"energy_gap"`` (``cd``/``pcd``: mean data
+            energy minus mean walker energy), ``"data_energy"``, ``"divergent"``.
+        walkers: final walker positions ``(num_walkers, d)`` (sampling-based methods) or None.
+        log_weights: final log weights of the walkers (``jarzynski``) or None.
+        log_z: final absolute log Z_theta estimate where the method gives one, else None.
+        method: the estimator used.
+        opt_state: final optax state.
+        info: how the run was set up (``log_z0`` and its source, how walkers started,
+            iteration resumed from, chunk size, wall time).
+    """
+
+    params: Any
+    history: dict
+    walkers: np.ndarray | None
+    log_weights: np.ndarray | None
+    log_z: float | None
+    method: str
+    opt_state: Any = None
+    info: dict = field(default_factory=dict)
+
+    @property
+    def num_iterations(self) -> int:
+        return int(np.size(self.history["iteration"]))
+
+    def to_arviz(self):
+        """The history as an ``xarray.DataTree`` (group ``training``, dimension ``iteration``)."""
+        import xarray as xr
+
+        data = {k: ("iteration", np.asarray(v)) for k, v in self.history.items()
+                if k != "iteration"}
+        ds = xr.Dataset(data, coords={"iteration": np.asarray(self.history["iteration"])},
+                        attrs={"method": self.method,
+                               **{k: v for k, v in self.info.items()
+                                  if isinstance(v, (int, float, str, bool))}})
+        return xr.DataTree.from_dict({"training": ds})
