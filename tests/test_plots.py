@@ -129,8 +129,12 @@ def test_training_curves_figure(tmp_path):
     fig = plots.plot_training(histories, exact_log_z=1.0, exact_mode_weights=[0.25, 0.75])
     check_figure(fig, tmp_path / "training.png", min_axes=3)
     assert len(fig.axes[2].get_lines()) == 2 + 2  # two recorded weights, two target lines
-    result = types.SimpleNamespace(history=histories["pcd"], method="pcd")
-    check_figure(plots.plot_training(result), tmp_path / "training1.png", min_axes=3)
+    # a TrainResult carries the final log Z as a scalar attribute: the curve must come from
+    # the history
+    result = types.SimpleNamespace(history=histories["jarzynski"], log_z=1.0, method="jarzynski")
+    fig = plots.plot_training(result)
+    check_figure(fig, tmp_path / "training1.png", min_axes=3)
+    assert len(fig.axes[1].get_lines()) == 1 and len(fig.axes[1].get_lines()[0].get_xdata()) == 200
 
 
 def test_ising_curves_against_exact(tmp_path):
