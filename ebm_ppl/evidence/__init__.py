@@ -1,8 +1,19 @@
-"""Evidence and log Z: annealed importance sampling / SMC with Jarzynski or MCMC moves.
+"""Evidence and log Z: annealing with Jarzynski or MCMC moves, honest errors, BAR check.
 
-Modules: :mod:`.resampling` (weights, ESS, systematic resampling).
+* :mod:`.resampling` -- log-mean-exp, ESS, systematic resampling (shared with spins).
+* :mod:`.schedules` -- fixed and adaptive (conditional-ESS) schedules.
+* :mod:`.paths` -- geometric path from a reference; likelihood tempering of a model.
+* :mod:`.engine` -- the one annealing loop ``anneal`` (reweight, resample, move).
+* :mod:`.moves` -- Jarzynski (ULA, eq. 102-103), MALA, HMC and NUTS moves.
+* :mod:`.reference` -- automatic multi-mode reference.
+* :mod:`.bar` -- BAR between forward and reverse passes.
+* :mod:`.api` -- ``log_partition`` and ``log_evidence``; :mod:`.result` -- ``EvidenceResult``.
 """
 
+from .api import DEFAULT_METHOD, METHODS, log_evidence, log_partition
+from .engine import AnnealOutput, MoveInfo, anneal
+from .paths import LinearPath, PathState, geometric_path, tempering_path
+from .reference import auto_reference
 from .resampling import (
     conditional_ess,
     ess,
@@ -12,8 +23,13 @@ from .resampling import (
     resample_if,
     systematic_resample,
 )
+from .result import EvidenceResult
+from .schedules import Adaptive
 
 __all__ = [
+    "log_partition", "log_evidence", "EvidenceResult", "METHODS", "DEFAULT_METHOD",
+    "anneal", "AnnealOutput", "MoveInfo", "LinearPath", "PathState", "geometric_path",
+    "tempering_path", "auto_reference", "Adaptive",
     "conditional_ess", "ess", "ess_fraction", "log_mean_exp", "normalize_log_weights",
     "resample_if", "systematic_resample",
 ]

@@ -1,0 +1,279 @@
+"""User-facing entry points: :func:`log_partition` (log Z of exp(-U)) and :func:`log_evidence`
+(log p(data) of a NumPyro model).
+
+Both build a linear path (:mod:`.paths`), a move (:mod:`.moves`) and run the one annealing loop
+(:mod:`.engine`); "is" is plain importance sampling from the reference (seed eq. 2) and "ti"
+thermodynamic integration ``log Z_1 = log Z_0 - int_0^1 E_beta[V] dbeta`` with NUTS moves on a
+fixed ladder (both baselines for teaching and comparison).
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..energy import as_energy, energy_from_model
+from ..errors import SamplingDivergedError, check_choice, check_key, check_positive
+from . import moves as _moves
+from .bar import bar_log_z
+from .engine import anneal
+from .paths import LinearPath, geometric_path, tempering_path
+from .reference import auto_reference
+from .resampling import ess_fraction, log_mean_exp, systematic_resample
+from .result import EvidenceResult, group_standard_error
+from .schedules import Adaptive, as_schedule, power
+
+__all__ = ["log_partition", "log_evidence", "METHODS", "DEFAULT_METHOD"]
+
+METHODS = ("hmc", "mala", "jarzynski", "nuts", "is", "ti")
+DEFAULT_METHOD = "hmc"
+# per method: moves per stage, target acceptance, initial step (whitened units) as d -> h0
+_DEFAULTS = {
+    "hmc": dict(num_moves=2, target_accept=0.9, step=lambda d: 1.0 * d ** -0.25),
+    "mala": dict(num_moves=5, target_accept=0.9, step=lambda d: 0.5 * d ** (-1 / 3)),
+    "jarzynski": dict(num_moves=5, target_accept=0.9, step=lambda d: 0.5 * d ** (-1 / 3)),
+    "nuts": dict(num_moves=1, target_accept=0.8, step=lambda d: 0.5 * d ** -0.25),
+    "ti": dict(num_moves=2, target_accept=0.8, step=lambda d: 0.5 * d ** -0.25),
+}
+
+
+def _typed_key(key):
+    key = check_key(key)
+    if not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.wrap_key_data(key)
+    return key
+
+
+def _check_options(method, num_walkers, step_size, num_moves, target_accept, target_ess,
+                   resample_threshold, num_groups, num_leapfrog, max_stages):
+    check_choice("method", method, METHODS)
+    n = check_positive("num_walkers", num_walkers, integer=True)
+    check_positive("step_size", step_size, allow_none=True)
+    check_positive("num_moves", num_moves, integer=True, allow_none=True)
+    check_positive("num_leapfrog", num_leapfrog, integer=True)
+    check_positive("max_stages", max_stages, integer=True)
+    if target_accept is not None and not 0.0 < target_accept < 1.0:
+        raise ValueError(f"target_accept must lie in (0, 1), got {target_accept!r}")
+    if not 0.0 < target_ess < 1.0:
+        raise ValueError(f"target_ess must lie in (0, 1), got {target_ess!r}")
+    if not np.isfinite(resample_threshold) or resample_threshold < 0:
+        raise ValueError(f"resample_threshold must be >= 0, got {resample_threshold!r}")
+    if num_groups is None:
+        num_groups = min(16, max(1, n // 64))
+    g = check_positive("num_groups", num_groups, integer=True)
+    if n % g or (method != "is" and n // g < 2):
+        raise ValueError(f"num_walkers={n} must be a multiple of num_groups={g} with at least "
+                         "2 walkers per group")
+    return n, g
+
+
+def _check_reference(reference, dim):
+    if not (hasattr(reference, "log_prob") and hasattr(reference, "sample")):
+        raise ValueError("reference must be a NumPyro distribution with log_prob and sample, "
+                         f"got {type(reference).__name__}")
+    shape = tuple(reference.batch_shape) + tuple(reference.event_shape)
+    if tuple(reference.event_shape) != (dim,):
+        hint = " (use .to_event(1) on a batch of scalars)" if shape == (dim,) else ""
+        raise ValueError(f"reference must have event_shape ({dim},), got batch_shape "
+                         f"{tuple(reference.batch_shape)} and event_shape "
+                         f"{tuple(reference.event_shape)}{hint}")
+
+
+def log_partition(potential_fn, *, key, reference=None, dim: int | None = None,
+                  method: str = DEFAULT_METHOD, num_walkers: int = 4096, step_size=None,
+                  schedule="adaptive", num_stages: int | None = None, target_ess: float = 0.7,
+                  num_moves: int | None = None, num_leapfrog: int = 5, target_accept=None,
+                  adapt_step_size: bool = True, precondition: bool = True,
+                  resample_threshold: float = 1.0, num_groups: int | None = None,
+                  bar: bool = False, max_stages: int = 1000, num_starts: int = 32,
+                  init_scale: float = 3.0, progress_bar: bool = True) -> EvidenceResult:
+    """log Z = log int exp(-U(x)) dx by annealing from a normalized reference (seed eq. 102-104).
+
+    Args:
+        potential_fn: U on flat arrays of shape (dim,), an :class:`~ebm_ppl.energy.Energy` or
+            a target from :mod:`ebm_ppl.targets`.
+        key: a JAX random key. The same key gives the same result.
+        reference: a NumPyro distribution with event shape (dim,) and exact ``log_prob``; None
+            builds a Gaussian mixture over the modes a multi-start L-BFGS finds (``num_starts``
+            starts from N(0, init_scale^2 I)), recorded in ``result.reference_info``.
+        method: "hmc" (default: most accurate per gradient in ``benchmarks/RESULTS.md``),
+            "mala", "jarzynski" (ULA with exact nonequilibrium weights), "nuts", "is"
+            (importance sampling from the reference, eq. 2) or "ti" (thermodynamic integration).
+        num_walkers: walkers, split into ``num_groups`` independent groups for ``log_z_se``.
+        step_size: initial step in whitened coordinates (x / walker std); None picks one from
+            the dimension. It adapts toward ``target_accept`` unless ``adapt_step_size=False``.
+        schedule: "adaptive" (next beta at conditional ESS ``target_ess``), "linear",
+            "geometric", "power" (with ``num_stages``) or an increasing array from 0 to 1.
+        bar: also run the schedule in reverse from the final resampled walkers and report
+            the BAR and reverse estimates (doubles the cost).
+        progress_bar: show stages, beta and ESS while running.
+    """
+    n, g = _check_options(method, num_walkers, step_size, num_moves, target_accept, target_ess,
+                          resample_threshold, num_groups, num_leapfrog, max_stages)
+    energy = as_energy(potential_fn, dim=dim)
+    check_positive("num_starts", num_starts, integer=True)
+    check_positive("init_scale", init_scale)
+    if reference is not None:
+        _check_reference(reference, energy.dim)
+    key = _typed_key(key)
+    key_ref, key_run = jax.random.split(key)
+    t0 = time.perf_counter()
+    if reference is None:
+        reference, info = auto_reference(energy, key_ref, num_starts=num_starts,
+                                         init_scale=init_scale)
+    else:
+        info = dict(kind=type(reference).__name__)
+    path = geometric_path(energy, reference)
+    return _run(path, key_run, method=method, n=n, g=g, step_size=step_size, schedule=schedule,
+                num_stages=num_stages, target_ess=target_ess, num_moves=num_moves,
+                num_leapfrog=num_leapfrog, target_accept=target_accept,
+                adapt_step_size=adapt_step_size, precondition=precondition,
+                resample_threshold=resample_threshold, bar=bar, max_stages=max_stages,
+                progress_bar=progress_bar, reference=reference, reference_info=info, t0=t0)
+
+
+def log_evidence(model, *model_args, key, method: str = DEFAULT_METHOD, num_walkers: int = 4096,
+                 step_size=None, schedule="adaptive", num_stages: int | None = None,
+                 target_ess: float = 0.7, num_moves: int | None = None, num_leapfrog: int = 5,
+                 target_accept=None, adapt_step_size: bool = True, precondition: bool = True,
+                 resample_threshold: float = 1.0, num_groups: int | None = None,
+                 bar: bool = False, max_stages: int = 1000, progress_bar: bool = True,
+                 **model_kwargs) -> EvidenceResult:
+    """log p(data) of a NumPyro model by likelihood tempering from its prior (log Z_0 = 0).
+
+    Walkers move in NumPyro's unconstrained space; ``result.samples`` are constrained
+    posterior draws (weighted by ``result.log_weights``). Options as in
+    :func:`log_partition`; other keyword arguments go to the model.
+    """
+    n, g = _check_options(method, num_walkers, step_size, num_moves, target_accept, target_ess,
+                          resample_threshold, num_groups, num_leapfrog, max_stages)
+    key = _typed_key(key)
+    key_model, key_run = jax.random.split(key)
+    t0 = time.perf_counter()
+    energy = energy_from_model(model, *model_args, key=key_model, **model_kwargs)
+    path = tempering_path(energy)
+    return _run(path, key_run, method=method, n=n, g=g, step_size=step_size, schedule=schedule,
+                num_stages=num_stages, target_ess=target_ess, num_moves=num_moves,
+                num_leapfrog=num_leapfrog, target_accept=target_accept,
+                adapt_step_size=adapt_step_size, precondition=precondition,
+                resample_threshold=resample_threshold, bar=bar, max_stages=max_stages,
+                progress_bar=progress_bar, reference="prior",
+                reference_info=dict(kind="prior"), t0=t0)
+
+
+def _path_delta(state):
+    return state.delta
+
+
+@jax.jit
+def _evaluate_batch(path, xs):
+    return path.evaluate_batch(xs)
+
+
+def _initial_state(path: LinearPath, key, n):
+    x0 = path.sample_base(key, n)
+    state = _evaluate_batch(path, x0)
+    if not bool(jnp.any(jnp.isfinite(state.u0) & jnp.isfinite(state.delta))):
+        raise SamplingDivergedError("the energy is not finite at any draw from the reference")
+    return state
+
+
+def _samples(path, positions):
+    return jax.tree.map(np.asarray, jax.vmap(path.unravel)(positions))
+
+
+def _run(path, key, *, method, n, g, step_size, schedule, num_stages, target_ess, num_moves,
+         num_leapfrog, target_accept, adapt_step_size, precondition, resample_threshold, bar,
+         max_stages, progress_bar, reference, reference_info, t0):
+    key_init, key_fwd, key_rev = jax.random.split(key, 3)
+    state = _initial_state(path, key_init, n)
+    grads = n + int(reference_info.get("num_gradient_evals", 0))
+    if method == "is":
+        return _importance(path, state, grads, reference, reference_info, t0)
+    d = _DEFAULTS[method]
+    if method == "ti":
+        schedule = power(32 if num_stages is None else num_stages) if schedule == "adaptive" \
+            else as_schedule(schedule, num_stages, target_ess)
+    sched = as_schedule(schedule, num_stages, target_ess)
+    builder = _moves.MOVES["nuts" if method == "ti" else method]
+    move = builder(path, num_leapfrog, precondition) if method == "hmc" else builder(
+        path, precondition=precondition)
+    opts = dict(delta_fn=_path_delta, move=move, log_z0=path.log_z0,
+                num_moves=num_moves or d["num_moves"],
+                target_accept=target_accept or d["target_accept"],
+                adapt_step_size=adapt_step_size, resample_threshold=resample_threshold,
+                num_groups=g, max_stages=max_stages, record_increments=bar,
+                progress_bar=progress_bar)
+    out = anneal(key_fwd, state, schedule=sched, step_size=step_size or d["step"](path.dim),
+                 desc=f"log Z ({method})", **opts)
+    h = out.history
+    grads += out.num_grads
+    messages = []
+    betas = np.concatenate([[0.0], h["beta"]])
+    if isinstance(sched, Adaptive) and len(betas) - 1 >= max_stages and \
+            betas[-1] - betas[-2] > 0.05:
+        messages.append(f"max_stages={max_stages} reached: the last stage jumped to beta=1")
+    log_z, log_z_se = group_standard_error(out.group_log_z)
+    if method == "ti":
+        e0 = np.asarray(state.delta).reshape(g, -1)
+        e0 = np.array([np.mean(r[np.isfinite(r)]) for r in e0])
+        md = np.concatenate([e0[None], h["mean_delta"]], axis=0)
+        ti = path.log_z0 - np.trapezoid(md, betas, axis=0)
+        log_z, log_z_se = float(np.mean(ti)), float(np.std(ti, ddof=1) / np.sqrt(g))
+        messages.append(f"TI: log_z_se excludes the quadrature error of {len(betas) - 1} "
+                        f"stages; the SMC estimate on the same run is {out.log_z:.4f}")
+    extra = {}
+    if bar:
+        extra, rev_grads = _reverse(path, out, key_rev, betas, opts)
+        grads += rev_grads
+        tol = 3.0 * np.hypot(log_z_se, extra["log_z_bar_se"])
+        if not abs(log_z - extra["log_z_bar"]) <= tol:
+            messages.append(
+                f"forward log Z {log_z:.4f} and BAR {extra['log_z_bar']:.4f} disagree beyond "
+                "3 combined standard errors: the annealing is too fast (raise target_ess or "
+                "num_moves) and log Z is probably biased low")
+            extra["bar_consistent"] = False
+        else:
+            extra["bar_consistent"] = True
+    return EvidenceResult(
+        log_z=float(log_z), log_z_se=float(log_z_se), samples=_samples(path, out.state.position),
+        log_weights=np.asarray(out.log_weights), ess=h["ess"], schedule=betas,
+        num_resamples=int(np.sum(h["num_resampled"] > 0)), num_gradient_evals=int(grads),
+        method=method, num_walkers=n, group_log_z=out.group_log_z, acceptance=h["accept"],
+        step_size=h["step_size"], reference=reference, reference_info=reference_info,
+        wall_time=time.perf_counter() - t0, messages=tuple(messages), **extra)
+
+
+def _reverse(path, out, key, betas, opts):
+    """Reverse pass from the final resampled walkers down the same schedule; BAR per stage."""
+    k_res, k_run = jax.random.split(key)
+    idx = systematic_resample(k_res, out.log_weights)
+    state = jax.tree.map(lambda a: a[idx], out.state)
+    rev_opts = dict(opts, log_z0=0.0, desc="reverse pass")
+    rev = anneal(k_run, state, schedule=betas[::-1].copy(), step_size=float(
+        out.history["step_size"][-1]), **rev_opts)
+    log_z_bar, se_bar = bar_log_z(out.increments, rev.increments, path.log_z0)
+    # the reverse pass estimates log(Z_0 / Z_1)
+    lz_rev, se_rev = group_standard_error(rev.group_log_z)
+    return dict(log_z_bar=log_z_bar, log_z_bar_se=se_bar, log_z_reverse=path.log_z0 - lz_rev,
+                log_z_reverse_se=se_rev), rev.num_grads
+
+
+def _importance(path, state, grads, reference, reference_info, t0):
+    """Seed eq. 2: Z = E_0[exp(-U) / rho_0] with draws from the reference (no gradients)."""
+    log_w = -jnp.where(jnp.isnan(state.delta), jnp.inf, state.delta) + path.log_z0
+    n = log_w.shape[0]
+    w = np.exp(np.asarray(log_w) - float(jnp.max(log_w)))
+    se = float(w.std(ddof=1) / np.sqrt(n) / w.mean()) if w.mean() > 0 else float("inf")
+    return EvidenceResult(
+        log_z=float(log_mean_exp(log_w)), log_z_se=se, samples=_samples(path, state.position),
+        log_weights=np.asarray(log_w), ess=np.asarray([float(ess_fraction(log_w))]),
+        schedule=np.array([0.0, 1.0]), num_resamples=0,
+        num_gradient_evals=grads,
+        method="is", num_walkers=n, group_log_z=np.zeros(0), reference=reference,
+        reference_info=reference_info, wall_time=time.perf_counter() - t0,
+        messages=("importance sampling: log_z_se is the delta-method error of the weights, "
+                  "unreliable when their variance is infinite",))

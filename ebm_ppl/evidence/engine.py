@@ -1,0 +1,246 @@
+"""One generic annealing loop: reweight, resample, move (SMC / AIS / Jarzynski).
+
+Walkers start from a normalized reference (``log Z_0`` known) and follow a path of energies
+that is linear in the inverse temperature, ``U_beta(x) = U_0(x) + beta V(x)`` (a geometric
+path from a reference, likelihood tempering of a model, or ``beta H(s)`` for spins). Each stage
+``beta -> beta'``:
+
+1. reweight by the annealed-importance increment ``U_beta(x) - U_beta'(x) = -(beta'-beta) V(x)``
+   (exact for moves that leave exp(-U_beta') invariant);
+2. resample (systematic, within each walker group) when the ESS asks, folding the discarded
+   normalization into the running ``log Z``;
+3. move ``num_moves`` times at ``beta'``; a move that does *not* leave exp(-U_beta') invariant
+   (ULA) reports its own log weight increment, the correction of seed eq. 102-103 at fixed
+   energy, so that ``Z_beta = Z_0 E[exp(A)]`` (eq. 104) stays exact;
+4. adapt the step size toward a target acceptance.
+
+Contracts (what another module plugs in):
+
+* ``state``: any pytree whose leaves have a leading walker axis of length N.
+* ``delta_fn(state) -> (N,)``: ``V(x) = dU_beta / dbeta`` at each walker (cache it in the state;
+  it is called several times per stage).
+* ``move(key, state, beta, step_size) -> (state, MoveInfo)``: ``beta`` a scalar, ``step_size``
+  shape (N,) (per-walker, jittered); ``MoveInfo.accept_prob`` (N,) drives step adaptation,
+  ``MoveInfo.log_weight_increment`` (N,) is zero for invariant moves, ``MoveInfo.num_grads``
+  counts gradient evaluations (a scalar over all walkers). Discrete moves ignore ``step_size``
+  (run with ``adapt_step_size=False``).
+
+The N walkers form ``num_groups`` independent groups (resampling never mixes them), so the
+spread of the group estimates gives an honest standard error; the schedule and step are shared.
+Memory is O(N x dim); histories are O(stages) scalars (plus, with ``record_increments``, the
+per-stage increments used by the BAR check).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.tree_util import Partial
+
+from ..errors import SamplingDivergedError
+from .resampling import ess_fraction, log_mean_exp, normalize_log_weights, resample_if
+from .schedules import Adaptive, increment, next_beta
+
+Array = jax.Array
+
+__all__ = ["MoveInfo", "AnnealOutput", "anneal", "group_log_z"]
+
+
+class MoveInfo(NamedTuple):
+    accept_prob: Array            # (N,)
+    log_weight_increment: Array   # (N,), 0 for invariant moves
+    num_grads: Array              # scalar: gradient evaluations over all walkers
+
+
+class AnnealOutput(NamedTuple):
+    """What :func:`anneal` returns (plain arrays; ``history`` holds one entry per stage).
+
+    ``log_weights`` are the final walkers' log weights including their group's normalization
+    and ``log_z0``, so ``log_mean_exp(log_weights) == log_z`` and self-normalized averages over
+    all walkers are exact expectations. ``group_log_z`` has one estimate per group.
+    """
+
+    state: Any
+    log_weights: Array
+    log_z: float
+    group_log_z: np.ndarray
+    history: dict
+    increments: list | None
+    num_grads: int
+
+
+class _Carry(NamedTuple):
+    state: Any
+    log_w: Array       # (G, n) log weights since the group's last resampling
+    log_z_acc: Array   # (G,) log normalization already moved out of the weights
+    beta: Array
+    log_step: Array
+    key: Array
+
+
+def group_log_z(log_w, log_z_acc):
+    """Per-group ``log Z`` estimates (without ``log_z0``)."""
+    return log_z_acc + log_mean_exp(log_w, axis=-1)
+
+
+def _global_log_w(carry):
+    return (carry.log_w + carry.log_z_acc[:, None]).reshape(-1)
+
+
+class _Config(NamedTuple):
+    adaptive: Any
+    num_moves: int
+    resample_threshold: float
+    target_accept: float
+    step_jitter: float
+    adapt_gain: float
+    record_increments: bool
+
+
+@functools.partial(jax.jit, static_argnames=("cfg",))
+def _stage(carry: _Carry, beta_target, use_target, adapt_on, move, delta_fn, cfg: _Config):
+    """One stage beta -> beta' (module-level jit: cached per move function and config)."""
+    g, n = carry.log_w.shape
+    key, k_res, k_moves = jax.random.split(carry.key, 3)
+    v = delta_fn(carry.state)
+    v = jnp.where(jnp.isnan(v), jnp.inf, v)
+    glw = _global_log_w(carry)
+    if cfg.adaptive is not None:
+        b_next = jnp.where(use_target, beta_target, next_beta(glw, v, carry.beta, cfg.adaptive))
+    else:
+        b_next = beta_target
+    inc = increment(v, b_next - carry.beta)
+    log_w = carry.log_w + inc.reshape(g, n)
+    log_z_acc = carry.log_z_acc
+    ess = ess_fraction((log_w + log_z_acc[:, None]).reshape(-1))
+    res = jax.vmap(resample_if, in_axes=(0, 0, None))(
+        jax.random.split(k_res, g), log_w, cfg.resample_threshold)
+    idx = (res.indices + n * jnp.arange(g)[:, None]).reshape(-1)
+    state = jax.tree.map(lambda a: a[idx], carry.state)
+    log_w, log_z_acc = res.log_w, log_z_acc + res.log_z_increment
+
+    def one_move(c, k):
+        st, lw, log_step, acc, grads = c
+        k_jit, k_mv = jax.random.split(k)
+        jit = 1.0 + cfg.step_jitter * (2.0 * jax.random.uniform(k_jit, (g * n,), v.dtype) - 1.0)
+        st, info = move(k_mv, st, b_next, jnp.exp(log_step) * jit)
+        lw = lw + info.log_weight_increment.reshape(g, n)
+        a = jnp.mean(info.accept_prob)
+        # the step of the next move depends on the past only: weights stay exact
+        log_step = jnp.clip(log_step + jnp.where(
+            adapt_on, cfg.adapt_gain * (a - cfg.target_accept), 0.0), -30.0, 5.0)
+        return (st, lw, log_step, acc + a, grads + info.num_grads), None
+
+    zero = jnp.zeros((), v.dtype)
+    (state, log_w, log_step, acc, grads), _ = jax.lax.scan(
+        one_move, (state, log_w, carry.log_step, zero, zero),
+        jax.random.split(k_moves, cfg.num_moves))
+    accept = acc / cfg.num_moves
+    v_after = delta_fn(state)
+    W = jnp.exp(normalize_log_weights(log_w, axis=-1))
+    mean_delta = jnp.sum(W * jnp.where(jnp.isfinite(v_after), v_after, 0.0).reshape(g, n),
+                         axis=-1)
+    new = _Carry(state, log_w, log_z_acc, b_next, log_step, key)
+    record = dict(beta=b_next, ess=ess, accept=accept, step_size=jnp.exp(log_step),
+                  num_resampled=jnp.sum(res.resampled), num_grads=grads,
+                  log_z=log_mean_exp(group_log_z(log_w, log_z_acc)), mean_delta=mean_delta,
+                  alive=jnp.sum(jnp.isfinite(log_w)))
+    extra = (inc, glw) if cfg.record_increments else None
+    return new, record, extra
+
+
+def _as_partial(fn):
+    return fn if isinstance(fn, Partial) else Partial(fn)
+
+
+def anneal(key, state, *, delta_fn: Callable, move: Callable, schedule, log_z0: float = 0.0,
+           num_moves: int = 1, step_size: float = 0.1, target_accept: float = 0.9,
+           adapt_step_size: bool = True, step_jitter: float = 0.2, adapt_gain: float = 2.0,
+           resample_threshold: float = 1.0, num_groups: int = 1, max_stages: int = 1000,
+           record_increments: bool = False, progress_bar: bool = True,
+           desc: str = "annealing") -> AnnealOutput:
+    """Anneal N walkers along a linear-in-beta path (see the module docstring for contracts).
+
+    ``schedule`` is an :class:`~ebm_ppl.evidence.schedules.Adaptive` or an array of betas
+    (from 0 to 1 forward; any monotone array, e.g. reversed, also works with ``log_z0`` the log Z
+    at its first beta). The walkers in ``state`` must be exact draws at the first beta.
+    The compiled stage is cached per (move function, ``delta_fn``, options, shapes): pass
+    ``jax.tree_util.Partial`` objects over module-level functions (as :mod:`.moves` does) to
+    reuse it across calls with new data. Returns an
+    :class:`AnnealOutput`; raises :class:`~ebm_ppl.errors.SamplingDivergedError` when every
+    walker's weight vanishes.
+    """
+    leaves = jax.tree.leaves(state)
+    n_total = int(leaves[0].shape[0])
+    if n_total % num_groups:
+        raise ValueError(f"num_walkers={n_total} is not a multiple of num_groups={num_groups}")
+    adaptive = schedule if isinstance(schedule, Adaptive) else None
+    betas = None if adaptive is not None else np.asarray(schedule, dtype=np.float64)
+    dtype = leaves[0].dtype if jnp.issubdtype(leaves[0].dtype, jnp.floating) else jnp.result_type(float)
+    cfg = _Config(adaptive=adaptive, num_moves=int(num_moves),
+                  resample_threshold=float(resample_threshold),
+                  target_accept=float(target_accept), step_jitter=float(step_jitter),
+                  adapt_gain=float(adapt_gain), record_increments=bool(record_increments))
+    move, delta_fn = _as_partial(move), _as_partial(delta_fn)
+    g = int(num_groups)
+    carry = _Carry(state, jnp.zeros((g, n_total // g), dtype), jnp.zeros((g,), dtype),
+                   jnp.asarray(0.0 if betas is None else betas[0], dtype),
+                   jnp.asarray(np.log(step_size), dtype), key)
+    records, extras = [], []
+    bar = _progress(progress_bar, desc, adaptive is None and betas.size - 1)
+    stage, beta = 0, float(carry.beta)
+    try:
+        while True:
+            if betas is not None:
+                if stage == betas.size - 1:
+                    break
+                target, use_target = betas[stage + 1], True
+            else:
+                if beta >= 1.0:
+                    break
+                target, use_target = 1.0, stage >= max_stages - 1
+            carry, rec, extra = _stage(carry, jnp.asarray(target, dtype), jnp.asarray(use_target),
+                                       jnp.asarray(adapt_step_size), move, delta_fn, cfg)
+            rec = jax.device_get(rec)
+            records.append(rec)
+            if extra is not None:
+                extras.append(extra)
+            stage, beta = stage + 1, float(rec["beta"])
+            if int(rec["alive"]) == 0:
+                raise SamplingDivergedError(
+                    f"every walker's weight vanished at stage {stage} (beta={beta:.4g}): the "
+                    "energy is non-finite where the walkers went; try a smaller step_size")
+            if bar is not None:
+                bar.update(1 if adaptive is None else 0)
+                if adaptive is not None:
+                    bar.n = round(1000 * beta)
+                bar.set_postfix(stage=stage, beta=f"{beta:.3g}", ess=f"{float(rec['ess']):.2f}",
+                                acc=f"{float(rec['accept']):.2f}", refresh=False)
+                bar.refresh()
+    finally:
+        if bar is not None:
+            bar.close()
+    history = {k: np.stack([np.asarray(r[k]) for r in records]) for k in records[0]} if records \
+        else {}
+    glz = np.asarray(group_log_z(carry.log_w, carry.log_z_acc)) + log_z0
+    log_weights = _global_log_w(carry) + log_z0
+    return AnnealOutput(
+        state=carry.state, log_weights=log_weights,
+        log_z=float(log_mean_exp(log_weights)), group_log_z=glz, history=history,
+        increments=extras if record_increments else None,
+        num_grads=int(sum(float(r["num_grads"]) for r in records)))
+
+
+def _progress(enabled, desc, total):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    if total:
+        return tqdm(total=int(total), desc=desc, leave=False)
+    return tqdm(total=1000, desc=desc, leave=False,
+                bar_format="{desc}: {percentage:3.0f}% of beta |{bar}| {elapsed} {postfix}")

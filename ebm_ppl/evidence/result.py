@@ -1,0 +1,138 @@
+"""The result of a log Z / evidence computation: a small frozen dataclass of plain arrays."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["EvidenceResult", "group_standard_error"]
+
+
+def group_standard_error(group_log_z) -> tuple[float, float]:
+    """``log mean_g Z_g`` and its delta-method standard error from independent group estimates
+    (``se = std(Z_g) / (sqrt(G) mean(Z_g))``)."""
+    g = np.asarray(group_log_z, float)
+    top = np.max(g)
+    if not np.isfinite(top):
+        return float("-inf"), float("inf")
+    r = np.exp(g - top)
+    mean = r.mean()
+    se = r.std(ddof=1) / np.sqrt(r.size) / mean if r.size > 1 else float("inf")
+    return float(top + np.log(mean)), float(se)
+
+
+@dataclass(frozen=True)
+class EvidenceResult:
+    """log Z (or log evidence) with an honest standard error, weighted walkers and history.
+
+    Attributes:
+        log_z: the estimate (``log_mean_exp(log_weights)``, seed eq. 104).
+        log_z_se: standard error from the spread of ``num_groups`` independent walker groups.
+        samples: final walkers in the user's structure (constrained values for models).
+        log_weights: their log weights; self-normalized averages are exact expectations.
+        ess: Kish ESS fraction of the weights at each stage, before resampling.
+        schedule: the betas, from 0 to 1.
+        num_resamples: stages at which the walkers were resampled.
+        num_gradient_evals: target gradient evaluations, all walkers, every pass, plus the
+            automatic reference's optimization.
+        log_z_bar, log_z_bar_se, log_z_reverse, log_z_reverse_se: the BAR and reverse-pass
+            estimates (``bar=True``), with ``bar_consistent`` False when they disagree with
+            ``log_z`` beyond their errors.
+    """
+
+    log_z: float
+    log_z_se: float
+    samples: Any
+    log_weights: np.ndarray
+    ess: np.ndarray
+    schedule: np.ndarray
+    num_resamples: int
+    num_gradient_evals: int
+    method: str = ""
+    num_walkers: int = 0
+    group_log_z: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    acceptance: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    step_size: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    log_z_bar: float | None = None
+    log_z_bar_se: float | None = None
+    log_z_reverse: float | None = None
+    log_z_reverse_se: float | None = None
+    bar_consistent: bool | None = None
+    reference: Any = None
+    reference_info: dict = field(default_factory=dict)
+    wall_time: float = 0.0
+    messages: tuple = ()
+
+    @property
+    def num_stages(self) -> int:
+        return max(len(self.schedule) - 1, 0)
+
+    @property
+    def final_ess(self) -> float:
+        """Kish ESS fraction of the final log weights."""
+        lw = np.asarray(self.log_weights, float)
+        m = np.max(lw)
+        w = np.exp(lw - m)
+        return float(w.sum() ** 2 / (w**2).sum() / w.size)
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Normalized importance weights of ``samples``."""
+        lw = np.asarray(self.log_weights, float)
+        w = np.exp(lw - np.max(lw))
+        return w / w.sum()
+
+    def __str__(self) -> str:
+        lines = [
+            f"EvidenceResult(method={self.method!r}, walkers={self.num_walkers}, "
+            f"groups={len(self.group_log_z)})",
+            f"  log Z            = {self.log_z:.5f} +- {self.log_z_se:.5f}",
+        ]
+        if self.log_z_bar is not None:
+            lines.append(f"  log Z (BAR)      = {self.log_z_bar:.5f} +- {self.log_z_bar_se:.5f}")
+            lines.append(f"  log Z (reverse)  = {self.log_z_reverse:.5f} +- "
+                         f"{self.log_z_reverse_se:.5f}   consistent: {self.bar_consistent}")
+        stage_ess = f"{np.min(self.ess):.2f}" if len(self.ess) else "n/a"
+        lines += [
+            f"  stages           = {self.num_stages} (resampled at {self.num_resamples}), "
+            f"min ESS {stage_ess}, final ESS {self.final_ess:.2f}",
+            f"  gradient evals   = {self.num_gradient_evals:,}   wall time {self.wall_time:.2f} s",
+        ]
+        if len(self.acceptance):
+            lines.append(f"  acceptance       = {np.mean(self.acceptance):.2f} (mean), "
+                         f"final step {self.step_size[-1]:.3g}")
+        kind = self.reference_info.get("kind", "given")
+        if kind == "auto":
+            lines.append(f"  reference        = auto: {len(self.reference_info['modes'])} mode(s) "
+                         f"from {self.reference_info['num_starts']} starts (Laplace mixture "
+                         f"+ {self.reference_info['defensive_weight']:.2f} defensive Gaussian)")
+        else:
+            lines.append(f"  reference        = {kind}")
+        lines += [f"  note: {m}" for m in self.messages]
+        return "\n".join(lines)
+
+    def to_arviz(self):
+        """An ArviZ DataTree: ``posterior`` holds the final walkers (chain 0, one draw per
+        walker), ``sample_stats`` their ``log_weight`` and normalized ``weight``; the annealing
+        history and log Z go in the attributes (ArviZ has no weighted-sample support, so
+        weighted summaries must use ``sample_stats.weight``)."""
+        import arviz as az
+
+        samples = self.samples
+        if isinstance(samples, dict):
+            post = {k: np.asarray(v)[None] for k, v in samples.items()}
+        else:
+            post = {"x": np.asarray(samples)[None]}
+        attrs = dict(log_z=self.log_z, log_z_se=self.log_z_se, method=self.method,
+                     num_gradient_evals=int(self.num_gradient_evals),
+                     num_stages=int(self.num_stages))
+        if self.log_z_bar is not None:
+            attrs.update(log_z_bar=self.log_z_bar, log_z_bar_se=self.log_z_bar_se)
+        dt = az.from_dict(
+            {"posterior": post,
+             "sample_stats": {"log_weight": np.asarray(self.log_weights)[None],
+                              "weight": self.weights[None]}},
+            attrs=attrs)
+        return dt
