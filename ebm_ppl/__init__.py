@@ -9,7 +9,7 @@ from . import diagnostics, plots
 from .energy import Energy, ModelEnergy, as_energy, energy_from_fn, energy_from_model
 from .errors import SamplingDivergedError
 from .evidence import EvidenceResult, log_evidence, log_partition
-from .mcmc import MALA, RWMH, ULA, PureKernelSampler, SamplerState
+from .mcmc import MALA, RWMH, ULA, Jarzynski, PureKernelSampler, SamplerState
 from . import training
 from .training import (EnergyFamily, TrainResult, gaussian_mixture_energy, mlp_energy,
                        train)
@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Energy", "ModelEnergy", "as_energy", "energy_from_fn", "energy_from_model",
     "SamplingDivergedError", "MALA", "RWMH", "ULA", "PureKernelSampler", "SamplerState",
-    "EvidenceResult", "log_evidence", "log_partition",
+    "EvidenceResult", "log_evidence", "log_partition", "Jarzynski",
     "training", "train", "TrainResult", "EnergyFamily", "gaussian_mixture_energy", "mlp_energy",
     "kernels", "targets", "diagnostics", "plots", "__version__",
 ]

@@ -23,7 +23,8 @@ from numpyro.util import identity, is_prng_key
 
 from .energy import Energy, _check_scalar_energy
 from .errors import check_positive
-from .kernels import langevin_init, mala_step, rwmh_init, rwmh_step, ula_step
+from .kernels import (jarzynski_init, jarzynski_step, langevin_init, mala_step, rwmh_init,
+                      rwmh_step, ula_step)
 
 
 class SamplerState(NamedTuple):
@@ -43,6 +44,7 @@ class SamplerState(NamedTuple):
     adapt_state: Any
     inner: Any
     rng_key: jax.Array
+    log_weight: Any = 0.0  # Jarzynski log weight A_k (eq. 102-103); 0 for unweighted kernels
 
 
 class PureKernelSampler(MCMCKernel):
@@ -136,7 +138,8 @@ class PureKernelSampler(MCMCKernel):
                 potential_energy=inner.potential_energy, accept_prob=zero,
                 mean_accept_prob=zero, diverging=jnp.array(False),
                 num_divergent=jnp.zeros((), jnp.int32), step_size=step,
-                adapt_state=da_init(jnp.log(10.0 * step)), inner=inner, rng_key=key)
+                adapt_state=da_init(jnp.log(10.0 * step)), inner=inner, rng_key=key,
+                log_weight=getattr(inner, "log_weight", zero))
 
         if vectorized:
             state = jax.vmap(init_one)(init_params, rng_key)
@@ -237,7 +240,8 @@ class PureKernelSampler(MCMCKernel):
                 accept_prob=accept_prob, mean_accept_prob=mean_accept,
                 diverging=info.is_divergent,
                 num_divergent=state.num_divergent + info.is_divergent.astype(jnp.int32),
-                step_size=step_size, adapt_state=adapt_state, inner=inner, rng_key=key)
+                step_size=step_size, adapt_state=adapt_state, inner=inner, rng_key=key,
+                log_weight=getattr(inner, "log_weight", jnp.zeros_like(accept_prob)))
 
         return sample_one
 
@@ -281,3 +285,24 @@ class RWMH(PureKernelSampler):
     pure_init = staticmethod(rwmh_init)
     pure_step = staticmethod(rwmh_step)
     default_target_accept_prob = 0.234
+
+
+class Jarzynski(PureKernelSampler):
+    """ULA with the Jarzynski log weight of seed eq. 102-103, as a NumPyro kernel.
+
+    At a fixed energy the walkers move by ULA (biased at any step) while ``log_weight`` (in the
+    state: collect it with ``mcmc.run(..., extra_fields=("log_weight",))``) accumulates the
+    log Metropolis ratio ULA skips. If the chains start from exact draws of exp(-U)/Z,
+    self-normalized averages over chains at step k weighted by ``exp(log_weight)`` are exact
+    expectations (eq. 104), although the unweighted ones show ULA's bias. The step is fixed (no
+    warmup adaptation); annealing along a path of energies is :func:`ebm_ppl.log_partition`.
+    """
+
+    pure_init = staticmethod(jarzynski_init)
+    pure_step = staticmethod(jarzynski_step)
+    default_target_accept_prob = None
+
+    def __init__(self, model=None, potential_fn=None, *, step_size: float = 0.01,
+                 init_strategy=init_to_uniform):
+        super().__init__(model, potential_fn, step_size=step_size, adapt_step_size=False,
+                         init_strategy=init_strategy)
