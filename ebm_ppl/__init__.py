@@ -23,3 +23,9 @@ __all__ = [
     "training", "train", "TrainResult", "EnergyFamily", "gaussian_mixture_energy", "mlp_energy",
     "kernels", "targets", "diagnostics", "plots", "__version__",
 ]
+
+# spin systems and replica exchange (issue 5)
+from . import spins, tempering  # noqa: E402
+from .tempering import ParallelTempering, parallel_tempering  # noqa: E402
+
+__all__ += ["spins", "tempering", "ParallelTempering", "parallel_tempering"]
