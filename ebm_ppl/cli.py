@@ -11,8 +11,7 @@ import sys
 from pathlib import Path
 
 
-class CLIError(Exception):
-    """A user-facing error: printed as one line, exit code 2."""
+from .errors import CLIError
 
 
 def _cmd_demo(args) -> None:

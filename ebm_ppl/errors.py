@@ -20,6 +20,10 @@ class SamplingDivergedError(RuntimeError):
     """
 
 
+class CLIError(ValueError):
+    """A user mistake on the command line: printed as one ``error:`` line, exit code 2."""
+
+
 def check_positive(name: str, value, *, integer: bool = False, allow_none: bool = False):
     """Raise ``ValueError`` unless ``value`` is a finite positive number (an int if asked)."""
     if value is None and allow_none:
