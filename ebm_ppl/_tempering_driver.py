@@ -63,6 +63,7 @@ class PTResult:
     num_kernel_steps: int          # kernel steps, all chains, rungs and rounds (with warmup)
     kernel: str
     replica_samples: np.ndarray | None = None  # (chains, draws, R, dim) if keep_replicas
+    traces: np.ndarray | None = None  # (chains, draws, R, ...) trace_fn at every rung
 
     def to_arviz(self):
         """ArviZ DataTree: ``posterior.z`` (target rung), ``sample_stats`` with its energy and
@@ -132,7 +133,7 @@ def parallel_tempering(potential_fn, init_position, *, key, kernel="mala", betas
                        num_replicas: int = 8, beta_min: float = 0.1, num_samples: int = 1000,
                        num_warmup: int = 500, thinning: int = 1, step_size=0.1,
                        adapt_step_size: bool = True, target_accept_prob: float | None = None,
-                       num_chains: int = 1, keep_replicas: bool = False,
+                       num_chains: int = 1, keep_replicas: bool = False, trace_fn=None,
                        progress_bar: bool = True) -> PTResult:
     """Replica exchange over any kernel; returns the target rung's draws and diagnostics.
 
@@ -145,6 +146,9 @@ def parallel_tempering(potential_fn, init_position, *, key, kernel="mala", betas
             :func:`~ebm_ppl.tempering.geometric_ladder` ``(num_replicas, beta_min)``.
         step_size: scalar (scaled by ``beta^-1/2`` per rung) or one per rung; adapted per rung
             during warmup toward ``target_accept_prob`` (the kernel's default) by dual averaging.
+        keep_replicas: also return every rung's configurations (memory: draws x R x dim).
+        trace_fn: ``position -> array`` recorded at every rung and draw (e.g. the
+            magnetization), cheaper than ``keep_replicas``.
         thinning: rounds per recorded draw (warmup is rounded up to a multiple). One round = one kernel step at every rung + one
             swap sweep (+ one ``init`` per rung).
     """
@@ -156,6 +160,8 @@ def parallel_tempering(potential_fn, init_position, *, key, kernel="mala", betas
     num_samples = check_positive("num_samples", num_samples, integer=True)
     thinning = check_positive("thinning", thinning, integer=True)
     num_warmup = 0 if num_warmup == 0 else check_positive("num_warmup", num_warmup, integer=True)
+    if trace_fn is not None and not callable(trace_fn):
+        raise ValueError(f"trace_fn must be callable, got {type(trace_fn).__name__}")
     x0 = _initial_positions(init_position, num_chains, r)
     if is_spin:
         from .spins.kernels import check_spins
@@ -192,7 +198,8 @@ def parallel_tempering(potential_fn, init_position, *, key, kernel="mala", betas
                                       jax.random.split(k, thin))
             pt = carry[0]
             x = pt.replicas.position if keep_replicas else pt.position
-            return carry, (x, pt.energies, jnp.mean(acc, 0))
+            tr = jnp.zeros(()) if trace_fn is None else jax.vmap(trace_fn)(pt.replicas.position)
+            return carry, (x, pt.energies, jnp.mean(acc, 0), tr)
         return jax.vmap(lambda c, ks: jax.lax.scan(draw, c, ks))(carry, keys)
 
     @jax.jit
@@ -231,7 +238,7 @@ def parallel_tempering(potential_fn, init_position, *, key, kernel="mala", betas
         done += size
         bar is not None and bar.update(size * thinning)
     bar is not None and bar.close()
-    x, energies, acc = (np.concatenate(parts, axis=1) for parts in zip(*outs))
+    x, energies, acc, traces = (np.concatenate(parts, axis=1) for parts in zip(*outs))
     pt, _, log_h = carry
     diag = swap_diagnostics(pt)
     return PTResult(
@@ -240,7 +247,8 @@ def parallel_tempering(potential_fn, init_position, *, key, kernel="mala", betas
         round_trip_rate=float(np.mean(diag["round_trip_rate"])), accept_prob=acc.mean(1),
         step_size=np.exp(np.asarray(log_h)), num_rounds=num_samples * thinning,
         num_kernel_steps=num_chains * r * (num_warmup + num_samples * thinning), kernel=name,
-        replica_samples=x if keep_replicas else None)
+        replica_samples=x if keep_replicas else None,
+        traces=None if trace_fn is None else traces)
 
 
 class ParallelTempering(PureKernelSampler):
