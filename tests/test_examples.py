@@ -1,0 +1,144 @@
+"""Every script in ``examples/`` runs in quick mode and writes readable figures (issue 6).
+
+Scripts are discovered with a glob, so new examples are tested without editing this file.
+Each runs in its own subprocess, exactly as ``python examples/X.py --quick --outdir DIR``,
+under a small runner that wraps ``Figure.savefig`` to record what was saved: every figure
+must land in DIR as a PNG, have a title (a suptitle, or a title on each panel), labelled axes
+(an x label on the panel or on one sharing its x axis, a y label likewise) and a legend on any
+panel with more than one labelled artist. Panels drawn with the axis turned off (pictures,
+e.g. spin configurations) only need a title; colorbars are not panels.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.py") if not p.name.startswith("_"))
+
+RUNNER = r'''
+import json, os, runpy, sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+from matplotlib.figure import Figure
+
+script, outdir, manifest = sys.argv[1:4]
+records = []
+_savefig = Figure.savefig
+
+
+def _siblings_have(ax, which, label):
+    group = ax.get_shared_x_axes() if which == "x" else ax.get_shared_y_axes()
+    return any(label(a) for a in group.get_siblings(ax))
+
+
+def _describe(fig):
+    suptitle = fig._suptitle.get_text() if fig._suptitle is not None else ""
+    panels = []
+    for ax in fig.axes:
+        if not ax.get_visible() or ax.get_label() == "<colorbar>":
+            continue
+        has_data = bool(ax.lines or ax.collections or ax.patches or ax.images or ax.containers)
+        if not has_data:
+            continue
+        handles, labels = ax.get_legend_handles_labels()
+        panels.append({
+            "title": " ".join(t.get_text() for t in (ax.title, ax._left_title, ax._right_title)
+                              ).strip(),
+            "axis_on": bool(ax.axison),
+            "xlabel": _siblings_have(ax, "x", lambda a: a.get_xlabel().strip() != ""),
+            "ylabel": _siblings_have(ax, "y", lambda a: a.get_ylabel().strip() != ""),
+            "labelled": len([l for l in labels if l and not l.startswith("_")]),
+            "legend": ax.get_legend() is not None or bool(fig.legends),
+        })
+    return {"suptitle": suptitle.strip(), "panels": panels}
+
+
+def savefig(self, fname, *args, **kwargs):
+    out = _savefig(self, fname, *args, **kwargs)
+    records.append({"file": os.path.abspath(os.fspath(fname)), **_describe(self)})
+    return out
+
+
+Figure.savefig = savefig
+sys.argv = [script, "--quick", "--outdir", outdir]
+sys.path.insert(0, os.path.dirname(script))
+try:
+    runpy.run_path(script, run_name="__main__")
+finally:
+    with open(manifest, "w") as fh:
+        json.dump(records, fh)
+'''
+
+
+def _run(script: Path, tmp_path: Path):
+    outdir, manifest = tmp_path / "figures", tmp_path / "manifest.json"
+    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", RUNNER, str(script), str(outdir), str(manifest)],
+                          cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
+    records = json.loads(manifest.read_text()) if manifest.exists() else []
+    return proc, outdir, records
+
+
+def figure_problems(record) -> list[str]:
+    """What a saved figure lacks (empty when it has a title, labels and needed legends)."""
+    name, problems = Path(record["file"]).name, []
+    panels = record["panels"]
+    if not panels:
+        problems.append(f"{name}: no panel with data")
+    if not record["suptitle"] and not all(p["title"] for p in panels):
+        problems.append(f"{name}: no figure title and an untitled panel")
+    for i, p in enumerate(panels):
+        where = f"{name} panel {i} ({p['title'] or 'untitled'})"
+        if p["axis_on"] and not p["xlabel"]:
+            problems.append(f"{where}: no x label")
+        if p["axis_on"] and not p["ylabel"]:
+            problems.append(f"{where}: no y label")
+        if p["labelled"] > 1 and not p["legend"]:
+            problems.append(f"{where}: {p['labelled']} labelled artists but no legend")
+    return problems
+
+
+def test_examples_are_discovered():
+    names = {p.stem for p in EXAMPLES}
+    mine = {"figure1_mixture", "kl_vs_fisher", "sampler_mixing", "ula_bias", "model_comparison",
+            "score_matching_nce"}
+    assert mine <= names, mine - names
+
+
+def test_figure_checks_catch_a_bad_figure():
+    """The checker itself: a figure without labels, title or legend must be flagged."""
+    bad = {"file": "/x/bad.png", "suptitle": "",
+           "panels": [{"title": "", "axis_on": True, "xlabel": False, "ylabel": True,
+                       "labelled": 2, "legend": False}]}
+    problems = figure_problems(bad)
+    assert any("no x label" in p for p in problems)
+    assert any("no legend" in p for p in problems)
+    assert any("title" in p for p in problems)
+    good = {"file": "/x/good.png", "suptitle": "S",
+            "panels": [{"title": "", "axis_on": True, "xlabel": True, "ylabel": True,
+                        "labelled": 3, "legend": True}]}
+    assert figure_problems(good) == []
+
+
+@pytest.mark.parametrize("script", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_example_quick_writes_labelled_figures(script, tmp_path):
+    proc, outdir, records = _run(script, tmp_path)
+    assert proc.returncode == 0, (proc.stdout[-2000:] + proc.stderr[-4000:])
+    assert "Traceback" not in proc.stderr, proc.stderr[-4000:]
+    pngs = sorted(outdir.glob("*.png"))
+    assert pngs, f"{script.name} wrote no PNG into --outdir {outdir}"
+    assert all(p.stat().st_size > 1000 for p in pngs), [(p.name, p.stat().st_size) for p in pngs]
+    assert records, f"{script.name} saved no matplotlib figure"
+    for rec in records:
+        saved = Path(rec["file"])
+        assert saved.parent == outdir.resolve(), f"{saved} is outside --outdir {outdir}"
+        assert saved.exists()
+    problems = [p for rec in records for p in figure_problems(rec)]
+    assert not problems, "\n".join(problems)
