@@ -9,6 +9,7 @@ fixed ladder (both baselines for teaching and comparison).
 
 from __future__ import annotations
 
+import math
 import time
 
 import jax
@@ -30,13 +31,16 @@ __all__ = ["log_partition", "log_evidence", "METHODS", "DEFAULT_METHOD"]
 
 METHODS = ("hmc", "mala", "jarzynski", "nuts", "is", "ti")
 DEFAULT_METHOD = "hmc"
-# per method: moves per stage, target acceptance, initial step (whitened units) as d -> h0
+# per method: moves per stage, target acceptance, step jitter (per-walker factor exp(+-j)),
+# initial step (whitened units) as d -> h0 (capped by a stability bound, _initial_step)
 _DEFAULTS = {
-    "hmc": dict(num_moves=2, target_accept=0.9, step=lambda d: 1.0 * d ** -0.25),
-    "mala": dict(num_moves=5, target_accept=0.9, step=lambda d: 0.5 * d ** (-1 / 3)),
-    "jarzynski": dict(num_moves=5, target_accept=0.9, step=lambda d: 0.5 * d ** (-1 / 3)),
-    "nuts": dict(num_moves=1, target_accept=0.8, step=lambda d: 0.5 * d ** -0.25),
-    "ti": dict(num_moves=2, target_accept=0.8, step=lambda d: 0.5 * d ** -0.25),
+    "hmc": dict(num_moves=2, target_accept=0.9, jitter=1.0, step=lambda d: 1.0 * d ** -0.25),
+    "mala": dict(num_moves=5, target_accept=0.9, jitter=1.0, step=lambda d: 0.5 * d ** (-1 / 3)),
+    # ULA's weights explode past its stability limit: jitter the step only a little
+    "jarzynski": dict(num_moves=5, target_accept=0.9, jitter=0.2,
+                      step=lambda d: 0.5 * d ** (-1 / 3)),
+    "nuts": dict(num_moves=1, target_accept=0.8, jitter=1.0, step=lambda d: 0.5 * d ** -0.25),
+    "ti": dict(num_moves=2, target_accept=0.8, jitter=1.0, step=lambda d: 0.5 * d ** -0.25),
 }
 
 
@@ -86,9 +90,9 @@ def log_partition(potential_fn, *, key, reference=None, dim: int | None = None,
                   method: str = DEFAULT_METHOD, num_walkers: int = 4096, step_size=None,
                   schedule="adaptive", num_stages: int | None = None, target_ess: float = 0.7,
                   num_moves: int | None = None, num_leapfrog: int = 5, target_accept=None,
-                  adapt_step_size: bool = True, precondition: bool = True,
-                  resample_threshold: float = 1.0, num_groups: int | None = None,
-                  bar: bool = False, max_stages: int = 1000, num_starts: int = 32,
+                  adapt_step_size: bool = True, step_jitter: float | None = None,
+                  precondition: bool = True, resample_threshold: float = 1.0, num_groups: int | None = None,
+                  bar: bool = False, max_stages: int = 1000, num_starts: int = 256,
                   init_scale: float = 3.0, progress_bar: bool = True) -> EvidenceResult:
     """log Z = log int exp(-U(x)) dx by annealing from a normalized reference (seed eq. 102-104).
 
@@ -104,7 +108,8 @@ def log_partition(potential_fn, *, key, reference=None, dim: int | None = None,
             (importance sampling from the reference, eq. 2) or "ti" (thermodynamic integration).
         num_walkers: walkers, split into ``num_groups`` independent groups for ``log_z_se``.
         step_size: initial step in whitened coordinates (x / walker std); None picks one from
-            the dimension. It adapts toward ``target_accept`` unless ``adapt_step_size=False``.
+            the reference's gradients. It adapts toward ``target_accept`` after every move
+            (one step for all walkers, jittered per walker) unless ``adapt_step_size=False``.
         schedule: "adaptive" (next beta at conditional ESS ``target_ess``), "linear",
             "geometric", "power" (with ``num_stages``) or an increasing array from 0 to 1.
         bar: also run the schedule in reverse from the final resampled walkers and report
@@ -130,7 +135,8 @@ def log_partition(potential_fn, *, key, reference=None, dim: int | None = None,
     return _run(path, key_run, method=method, n=n, g=g, step_size=step_size, schedule=schedule,
                 num_stages=num_stages, target_ess=target_ess, num_moves=num_moves,
                 num_leapfrog=num_leapfrog, target_accept=target_accept,
-                adapt_step_size=adapt_step_size, precondition=precondition,
+                adapt_step_size=adapt_step_size, step_jitter=step_jitter,
+                precondition=precondition,
                 resample_threshold=resample_threshold, bar=bar, max_stages=max_stages,
                 progress_bar=progress_bar, reference=reference, reference_info=info, t0=t0)
 
@@ -138,8 +144,8 @@ def log_partition(potential_fn, *, key, reference=None, dim: int | None = None,
 def log_evidence(model, *model_args, key, method: str = DEFAULT_METHOD, num_walkers: int = 4096,
                  step_size=None, schedule="adaptive", num_stages: int | None = None,
                  target_ess: float = 0.7, num_moves: int | None = None, num_leapfrog: int = 5,
-                 target_accept=None, adapt_step_size: bool = True, precondition: bool = True,
-                 resample_threshold: float = 1.0, num_groups: int | None = None,
+                 target_accept=None, adapt_step_size: bool = True, step_jitter: float | None = None,
+                 precondition: bool = True, resample_threshold: float = 1.0, num_groups: int | None = None,
                  bar: bool = False, max_stages: int = 1000, progress_bar: bool = True,
                  **model_kwargs) -> EvidenceResult:
     """log p(data) of a NumPyro model by likelihood tempering from its prior (log Z_0 = 0).
@@ -158,7 +164,8 @@ def log_evidence(model, *model_args, key, method: str = DEFAULT_METHOD, num_walk
     return _run(path, key_run, method=method, n=n, g=g, step_size=step_size, schedule=schedule,
                 num_stages=num_stages, target_ess=target_ess, num_moves=num_moves,
                 num_leapfrog=num_leapfrog, target_accept=target_accept,
-                adapt_step_size=adapt_step_size, precondition=precondition,
+                adapt_step_size=adapt_step_size, step_jitter=step_jitter,
+                precondition=precondition,
                 resample_threshold=resample_threshold, bar=bar, max_stages=max_stages,
                 progress_bar=progress_bar, reference="prior",
                 reference_info=dict(kind="prior"), t0=t0)
@@ -181,12 +188,26 @@ def _initial_state(path: LinearPath, key, n):
     return state
 
 
+def _initial_step(state, method, default, precondition):
+    """A stable first step from the reference's whitened gradients: E|g_y|^2 = tr(A_y) bounds
+    the stiffest curvature, so h = 1/tr (Langevin: stable below 2/lambda_max) or
+    1/sqrt(tr) (leapfrog: stable below 2/sqrt(lambda_max)), never above the default."""
+    scale = _moves.walker_scale(state.position, precondition)
+    g = state.grad_u0 * scale
+    ok = jnp.all(jnp.isfinite(g), axis=-1)
+    tr = float(jnp.sum(jnp.where(ok[:, None], g * g, 0.0)) / jnp.maximum(jnp.sum(ok), 1))
+    if not np.isfinite(tr) or tr <= 0:
+        return default
+    bound = 1.0 / tr if method in ("mala", "jarzynski") else 1.0 / math.sqrt(tr)
+    return float(min(default, bound))
+
+
 def _samples(path, positions):
     return jax.tree.map(np.asarray, jax.vmap(path.unravel)(positions))
 
 
 def _run(path, key, *, method, n, g, step_size, schedule, num_stages, target_ess, num_moves,
-         num_leapfrog, target_accept, adapt_step_size, precondition, resample_threshold, bar,
+         num_leapfrog, target_accept, adapt_step_size, step_jitter, precondition, resample_threshold, bar,
          max_stages, progress_bar, reference, reference_info, t0):
     key_init, key_fwd, key_rev = jax.random.split(key, 3)
     state = _initial_state(path, key_init, n)
@@ -204,14 +225,23 @@ def _run(path, key, *, method, n, g, step_size, schedule, num_stages, target_ess
     opts = dict(delta_fn=_path_delta, move=move, log_z0=path.log_z0,
                 num_moves=num_moves or d["num_moves"],
                 target_accept=target_accept or d["target_accept"],
-                adapt_step_size=adapt_step_size, resample_threshold=resample_threshold,
-                num_groups=g, max_stages=max_stages, record_increments=bar,
+                adapt_step_size=adapt_step_size,
+                step_jitter=d["jitter"] if step_jitter is None else step_jitter,
+                resample_threshold=resample_threshold, num_groups=g, max_stages=max_stages, record_increments=bar,
                 progress_bar=progress_bar)
-    out = anneal(key_fwd, state, schedule=sched, step_size=step_size or d["step"](path.dim),
+    if step_size is None:
+        step_size = _initial_step(state, method, d["step"](path.dim), precondition)
+    out = anneal(key_fwd, state, schedule=sched, step_size=step_size,
                  desc=f"log Z ({method})", **opts)
     h = out.history
     grads += out.num_grads
     messages = []
+    if len(h["ess"]) and np.min(h["ess"]) < 0.05:
+        k = int(np.argmin(h["ess"]))
+        messages.append(
+            f"the weights degenerated (ESS {h['ess'][k]:.3f} at stage {k + 1}, beta "
+            f"{h['beta'][k]:.3g}): log Z is probably biased low and log_z_se too small; use a "
+            "smaller step_size, a higher target_ess or more walkers")
     betas = np.concatenate([[0.0], h["beta"]])
     if isinstance(sched, Adaptive) and len(betas) - 1 >= max_stages and \
             betas[-1] - betas[-2] > 0.05:

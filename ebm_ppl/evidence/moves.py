@@ -3,7 +3,7 @@
 Each factory returns ``move(key, state, beta, step_size) -> (state, MoveInfo)`` acting on a
 batch of walkers (:class:`~ebm_ppl.evidence.paths.PathState`, leading axis N) with per-walker
 step sizes. All moves work in coordinates ``y = x / s`` where ``s`` is the walkers' per-coordinate
-standard deviation (diagonal preconditioning; ``precondition=False`` uses ``s = 1``): a fixed
+robust scale (:func:`walker_scale`; ``precondition=False`` uses ``s = 1``): a fixed
 linear change of variables leaves every acceptance ratio and Jarzynski increment exact.
 
 * :func:`jarzynski_move` -- ULA (seed eq. 67) with the log weight increment of eq. 102-103 at
@@ -33,16 +33,16 @@ __all__ = ["walker_scale", "jarzynski_move", "mala_move", "hmc_move", "nuts_move
 
 
 def walker_scale(positions, precondition: bool = True):
-    """Per-coordinate std of the walkers (finite ones), floored; ones without preconditioning."""
+    """Robust per-coordinate scale of the walkers: 1.4826 x the median absolute deviation
+    (the std for a Gaussian, but not inflated by a few far walkers: the mouth of a funnel, a
+    distant mode); ones without preconditioning. Non-finite positions are ignored."""
     if not precondition:
         return jnp.ones(positions.shape[-1], positions.dtype)
-    ok = jnp.all(jnp.isfinite(positions), axis=-1, keepdims=True)
-    cnt = jnp.maximum(jnp.sum(ok), 2)
-    x = jnp.where(ok, positions, 0.0)
-    mean = jnp.sum(x, axis=0) / cnt
-    var = jnp.sum(jnp.where(ok, (x - mean) ** 2, 0.0), axis=0) / (cnt - 1)
-    std = jnp.sqrt(var)
-    return jnp.maximum(std, 1e-8 * jnp.maximum(jnp.max(std), 1e-30))
+    x = jnp.where(jnp.isfinite(positions), positions, jnp.nan)
+    med = jnp.nanmedian(x, axis=0)
+    mad = 1.4826 * jnp.nanmedian(jnp.abs(x - med), axis=0)
+    mad = jnp.where(jnp.isfinite(mad), mad, 1.0)
+    return jnp.maximum(mad, 1e-8 * jnp.maximum(jnp.max(mad), 1e-30))
 
 
 def _view(st: PathState, beta, s) -> LangevinState:
@@ -134,6 +134,8 @@ def hmc_move(path: LinearPath, num_leapfrog: int = 5, precondition: bool = True)
 
 
 def _nuts_potential(beta, path):
+    if path is None:  # the template built once in _nuts_kernel never evaluates it
+        return lambda x: jnp.zeros((), x.dtype)
     return path.potential(beta)
 
 
@@ -177,6 +179,7 @@ def nuts_move(path: LinearPath, max_tree_depth: int = 6, precondition: bool = Tr
     walkers wait for the longest tree; the gradient count reports each walker's own steps (+1
     to refresh the path cache).
     """
+    _nuts_kernel(int(max_tree_depth), path.dim, str(jnp.result_type(float)))  # outside any trace
     return Partial(_move_fn("nuts", bool(precondition), int(max_tree_depth)), path)
 
 

@@ -3,8 +3,9 @@
 A Laplace approximation at one mode, however widened, misses the other modes of a multimodal
 energy and the coupling of a strongly correlated one. Here L-BFGS (optax) runs from
 ``num_starts`` points drawn from N(center, init_scale^2 I); distinct local minima m_k get a
-Gaussian N(m_k, widen^2 H_k^{-1}) (Hessian eigenvalues clipped so every variance lies in
-[min_var, init_scale^2]), weighted by their Laplace evidence exp(-U(m_k)) det(H_k)^{-1/2}
+Gaussian N(m_k, widen^2 H_k^{-1}) (variances capped at init_scale^2; a minimum narrower than
+``min_var``, default (1e-3 init_scale)^2, e.g. the neck of a funnel, is no Laplace mode and
+is left out), weighted by their Laplace evidence exp(-U(m_k)) det(H_k)^{-1/2}
 (floored so that no found mode is starved), plus a *defensive* Gaussian with the mixture's
 own mean and covariance (spanning every mode, weight ``defensive_weight``); with no mode found,
 the reference is N(center, init_scale^2 I). The result
@@ -61,9 +62,9 @@ def find_modes(potential_fn, starts, *, max_iter: int = 200):
     return np.asarray(xs), np.asarray(values), np.asarray(gnorms), 2 * max_iter * len(starts)
 
 
-def auto_reference(energy: Energy, key, *, num_starts: int = 32, init_scale: float = 3.0,
+def auto_reference(energy: Energy, key, *, num_starts: int = 256, init_scale: float = 3.0,
                    center=None, widen: float = 1.2, defensive_weight: float = 0.1,
-                   min_var: float = 1e-6, max_iter: int = 200):
+                   min_var: float | None = None, max_iter: int = 100):
     """Build the mixture reference described in the module docstring.
 
     Returns ``(reference, info)``; ``info`` records the modes, their weights and standard
@@ -76,9 +77,14 @@ def auto_reference(energy: Energy, key, *, num_starts: int = 32, init_scale: flo
     starts = jnp.asarray(center) + init_scale * jax.random.normal(key, (int(num_starts), d))
     xs, values, gnorms, grads = find_modes(energy.potential_fn, starts, max_iter=max_iter)
     ok = np.isfinite(values) & np.all(np.isfinite(xs), axis=1)
+    converged = ok & (gnorms <= 1e-4 * np.maximum(1.0, np.abs(values)) * np.sqrt(d))
+    if converged.any():
+        ok = converged  # unconverged end points are not modes (a narrow basin still counts)
     order = np.argsort(np.where(ok, values, np.inf))
     max_var = init_scale**2
+    min_var = (1e-3 * init_scale) ** 2 if min_var is None else min_var
     modes, covs, log_ev, kept_h = [], [], [], []
+    rejected = 0
     for i in order:
         if not ok[i]:
             continue
@@ -93,6 +99,9 @@ def auto_reference(energy: Energy, key, *, num_starts: int = 32, init_scale: flo
         lam, vec = np.linalg.eigh(h)
         if lam.min() <= 0 and gnorms[i] > 1e-3:
             continue  # not a minimum the optimizer converged to
+        if lam.max() * min_var > widen**2:
+            rejected += 1  # narrower than min_var (e.g. the neck of a funnel): no Laplace there
+            continue
         lam_pos = np.maximum(lam, 1.0 / max_var)
         var = np.clip(widen**2 / lam_pos, min_var, max_var)
         modes.append(x)
@@ -122,5 +131,6 @@ def auto_reference(energy: Energy, key, *, num_starts: int = 32, init_scale: flo
         dist.MultivariateNormal(loc=means, scale_tril=chol))
     info.update(modes=np.asarray(modes).reshape(-1, d), mode_weights=weights[1:],
                 mode_stds=np.asarray([np.sqrt(np.diag(c)) for c in covs]).reshape(-1, d),
-                defensive_weight=float(weights[0]) if modes else 1.0)
+                defensive_weight=float(weights[0]) if modes else 1.0,
+                rejected_narrow_minima=rejected)
     return reference, info
