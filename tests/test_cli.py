@@ -114,3 +114,16 @@ def test_evidence_shapes_that_do_not_fit_the_model(model_and_data, tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     lines = [l for l in proc.stderr.splitlines() if l.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
+
+
+def test_figures_command_writes_the_seed_figures(tmp_path):
+    proc = _cli("figures", tmp_path / "figs", "--quick")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    names = sorted(p.name for p in (tmp_path / "figs").glob("*.png"))
+    assert names == sorted(["figure1_mixture.png", "figure4_kl_vs_fisher.png",
+                            "example41_ula_covariance.png"]), names
+    blocked = tmp_path / "a_file"
+    blocked.write_text("not a folder")
+    proc = _cli("figures", blocked, "--quick")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: outdir"), proc.stderr
