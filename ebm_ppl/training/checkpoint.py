@@ -83,6 +83,14 @@ def exists(directory) -> bool:
     return directory is not None and (Path(directory) / MANIFEST).exists()
 
 
+def read_extra(directory) -> dict:
+    """The run metadata of a checkpoint (e.g. its chunk size), or {} if unreadable."""
+    try:
+        return json.loads((Path(directory) / MANIFEST).read_text()).get("extra", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
 def load(directory, template, fingerprint: dict):
     """Read the checkpoint in ``directory`` into the structure of ``template``.
 

@@ -103,6 +103,17 @@ def sliced_score_matching(energy_fn, data, *, num_projections: int = 1) -> Estim
     return _loss_estimator(_mean_over_points(per_point, data))
 
 
+def default_noise(data):
+    """NCE's default noise: a Gaussian with the data's mean and twice its covariance (wider
+    than the data, so the classifier has signal wherever the data lives)."""
+    import numpyro.distributions as dist
+
+    d = data.shape[1]
+    centered = data - data.mean(0)
+    cov = 2.0 * centered.T @ centered / (data.shape[0] - 1) + 1e-9 * jnp.eye(d, dtype=data.dtype)
+    return dist.MultivariateNormal(data.mean(0), covariance_matrix=cov)
+
+
 def noise_contrastive(energy_fn, data, *, noise, noise_ratio: int = 1) -> Estimator:
     """NCE: params are ``{"params": theta, "log_z": c}``; ``noise`` a NumPyro distribution
     with event shape ``(d,)``; ``noise_ratio`` (nu) noise draws per data point."""

@@ -9,6 +9,7 @@ checkpoint is bit-for-bit the uninterrupted run.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from typing import Any, Callable, NamedTuple
@@ -24,8 +25,8 @@ from . import checkpoint as ckpt
 from ..evidence.resampling import log_mean_exp
 from .result import TrainResult
 from .sampling import Estimator, contrastive_divergence, draw_rows, equilibrate, jarzynski
-from .sampling_free import (denoising_score_matching, noise_contrastive, score_matching,
-                            sliced_score_matching)
+from .sampling_free import (default_noise, denoising_score_matching, noise_contrastive,
+                            score_matching, sliced_score_matching)
 from .validate import validate
 
 METHODS = ("jarzynski", "pcd", "cd", "sm", "dsm", "ssm", "nce")
@@ -54,10 +55,15 @@ def _estimator(cfg: dict, energy_fn, data, init_walkers=None, log_z0=None) -> Es
         return denoising_score_matching(energy_fn, data, noise_scale=cfg["noise_scale"])
     if m == "ssm":
         return sliced_score_matching(energy_fn, data, num_projections=cfg["num_projections"])
-    return noise_contrastive(energy_fn, data, noise=cfg["noise"], noise_ratio=cfg["noise_ratio"])
+    noise = default_noise(data) if cfg["noise"] is None else cfg["noise"]
+    return noise_contrastive(energy_fn, data, noise=noise, noise_ratio=cfg["noise_ratio"])
 
 
-def _make_chunk(cfg, energy_fn, optimizer, chunk_size: int, track=None):
+@functools.lru_cache(maxsize=8)
+def _programs(cfg_items: tuple, energy_fn, optimizer, chunk_size: int, track=None):
+    """The jitted init and chunk programs, cached so repeated or resumed runs of the same
+    energy, optimizer and options in one session compile once."""
+    cfg = dict(cfg_items)
     batch_size = cfg["batch_size"]
     unwrap = (lambda p: p["params"]) if cfg["method"] == "nce" else (lambda p: p)
 
@@ -82,7 +88,11 @@ def _make_chunk(cfg, energy_fn, optimizer, chunk_size: int, track=None):
 
         return lax.scan(body, carry, start + jnp.arange(chunk_size))
 
-    return jax.jit(chunk)
+    def init(params, data, key, init_walkers, log_z0):
+        return Carry(params, optimizer.init(params), _init_state(
+            cfg, energy_fn, params, data, key, init_walkers=init_walkers, log_z0=log_z0))
+
+    return jax.jit(init), jax.jit(chunk)
 
 
 def _fingerprint(cfg, data, key, params) -> dict:
@@ -141,6 +151,8 @@ def train(energy_fn: Callable, params, data, *, key, method: str = "jarzynski",
                  num_projections=num_projections, chunk_size=chunk_size,
                  checkpoint_every=checkpoint_every, methods=METHODS, sampling=SAMPLING)
     cfg, data, params, key, optimizer = v.cfg, v.data, v.params, v.key, v.optimizer
+    if track is not None and not callable(track):
+        raise ValueError(f"track must be callable, got {type(track).__name__}")
     info = {"method": method}
     if method == "nce":
         c0 = log_z0 if log_z0 is not None else _nce_log_z_start(energy_fn, params, data, cfg)
@@ -149,26 +161,29 @@ def train(energy_fn: Callable, params, data, *, key, method: str = "jarzynski",
     fingerprint = _fingerprint(cfg, data, key, params)
     chunk = chunk_size or min(100, checkpoint_every or 100)
     start, history = 0, {}
-    if resume and ckpt.exists(checkpoint_dir):
-        walkers0 = jnp.zeros((cfg["num_walkers"], data.shape[1]), data.dtype)
-        template = jax.eval_shape(lambda p: Carry(p, optimizer.init(p), _init_state(
-            cfg, energy_fn, p, data, key, init_walkers=walkers0, log_z0=0.0)), params)
-        start, carry, history, extra = ckpt.load(checkpoint_dir, template, fingerprint)
-        if chunk_size is not None and chunk_size != extra["chunk_size"]:
+    resuming = resume and ckpt.exists(checkpoint_dir)
+    if resuming:
+        extra = ckpt.read_extra(checkpoint_dir)
+        if chunk_size is not None and extra.get("chunk_size", chunk_size) != chunk_size:
             raise ckpt.CheckpointError(f"chunk_size={chunk_size} differs from the checkpoint's "
-                                       f"{extra['chunk_size']}: results would not be identical")
-        chunk = extra["chunk_size"]
+                                       f"{extra.get('chunk_size')}: results would not be identical")
+        chunk = extra.get("chunk_size", chunk)
+    init_fn, run_chunk = _programs(tuple(sorted(cfg.items())), energy_fn, optimizer, chunk, track)
+    if resuming:
+        walkers0 = None
+        if method == "jarzynski":
+            walkers0 = jax.ShapeDtypeStruct((cfg["num_walkers"], data.shape[1]), data.dtype)
+        template = jax.eval_shape(init_fn, params, data, key, walkers0,
+                                  jax.ShapeDtypeStruct((), data.dtype))
+        start, carry, history, extra = ckpt.load(checkpoint_dir, template, fingerprint)
         info.update(extra["info"], resumed_from=start)
     else:
         walkers0, log_z_0 = v.init_walkers, log_z0
         if method == "jarzynski":
             walkers0, log_z_0 = _jarzynski_start(cfg, energy_fn, params, data, key, v, info)
-        carry = jax.jit(lambda p, d, w, z: Carry(p, optimizer.init(p), _init_state(
-            cfg, energy_fn, p, d, key, init_walkers=w, log_z0=z)))(params, data, walkers0, log_z_0)
+        carry = init_fn(params, data, key, walkers0,
+                        None if log_z_0 is None else jnp.asarray(log_z_0, data.dtype))
     info["chunk_size"] = chunk
-    if track is not None and not callable(track):
-        raise ValueError(f"track must be callable, got {type(track).__name__}")
-    run_chunk = _make_chunk(cfg, energy_fn, optimizer, chunk, track)
     carry, history = _loop(run_chunk, carry, history, start, num_iterations, chunk, data, key,
                            method, checkpoint_dir, checkpoint_every, fingerprint, info,
                            progress_bar, callback)
@@ -178,8 +193,11 @@ def train(energy_fn: Callable, params, data, *, key, method: str = "jarzynski",
 
 def _nce_log_z_start(energy_fn, params, data, cfg):
     """Start c where the mean log-odds of the data is zero (no saturated classifier)."""
-    fn = lambda p, x: jnp.mean(-jax.vmap(energy_fn, (None, 0))(p, x)  # noqa: E731
-                               - cfg["noise"].log_prob(x))
+
+    def fn(p, x):
+        noise = default_noise(x) if cfg["noise"] is None else cfg["noise"]
+        return jnp.mean(-jax.vmap(energy_fn, (None, 0))(p, x) - noise.log_prob(x))
+
     return float(jax.jit(fn)(params, data))
 
 

@@ -63,7 +63,7 @@ def validate(energy_fn, params, data, *, key, method, optimizer, num_walkers, st
     if n < 2 or d < 1:
         raise ValueError(f"data must have at least 2 rows and 1 column, got shape {data.shape}")
     _check_params(params)
-    params = jax.tree.map(lambda a: jnp.asarray(a), params)
+    params = jax.tree.map(jnp.asarray, params)
     optimizer = optax.adam(1e-3) if optimizer is None else optimizer
     if not (callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))):
         raise ValueError("optimizer must be an optax GradientTransformation (with init and update)")
@@ -104,20 +104,17 @@ def validate(energy_fn, params, data, *, key, method, optimizer, num_walkers, st
     if method == "nce":
         cfg["noise_ratio"] = _positive_int("noise_ratio", noise_ratio)
         cfg["noise"] = _check_noise(noise, data)
-    _check_energy(energy_fn, params, jnp.asarray(data[0]))
+    _check_energy(energy_fn, jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), params),
+                  jax.ShapeDtypeStruct((d,), data.dtype))
     return SimpleNamespace(cfg=cfg, data=jnp.asarray(data), params=params, key=key,
                            optimizer=optimizer, init_walkers=init_walkers, log_z0=log_z0)
 
 
 def _check_noise(noise, data):
-    """NCE noise: a NumPyro distribution on R^d (default: a Gaussian with the data's mean and
-    twice its covariance: wider than the data so the classifier has signal everywhere)."""
-    import numpyro.distributions as dist
-
+    """NCE noise: a NumPyro distribution on R^d; None keeps the default (see ``default_noise``)."""
     d = data.shape[1]
     if noise is None:
-        cov = 2.0 * np.atleast_2d(np.cov(data, rowvar=False)) + 1e-9 * np.eye(d)
-        return dist.MultivariateNormal(jnp.asarray(data.mean(0)), covariance_matrix=jnp.asarray(cov))
+        return None
     if not (callable(getattr(noise, "sample", None)) and callable(getattr(noise, "log_prob", None))):
         raise ValueError("noise must be a NumPyro distribution (with sample and log_prob)")
     try:
