@@ -109,8 +109,11 @@ def _check_potential(potential_fn, x):
         value = potential_fn(x)
     except (TypeError, ValueError) as err:
         raise ValueError(f"potential_fn failed at init_position: {err}") from None
-    if jnp.shape(value) != () or not bool(jnp.isfinite(value)):
-        raise ValueError(f"potential_fn must return a finite scalar at init_position, got {value}")
+    shape, dtype = jnp.shape(value), jnp.result_type(value)
+    if shape != () or not jnp.issubdtype(dtype, jnp.floating) or not bool(jnp.isfinite(value)):
+        what = f"shape {shape}" if shape != () else f"{dtype} value {value}"
+        raise ValueError(f"potential_fn must return a finite float scalar at init_position, "
+                         f"got {what}")
 
 
 def _chunk_sizes(warm, draws, progress_bar):

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from .errors import check_key
+from .errors import check_key, check_model_data
 
 Array = jax.Array
 
@@ -40,6 +40,13 @@ class Energy:
     dim: int
     unravel: Callable[[Array], Any] = field(default=lambda x: x)
     name: str = "energy"
+
+    def __post_init__(self):
+        if not callable(self.potential_fn):
+            raise ValueError(
+                f"potential_fn must be callable, got {type(self.potential_fn).__name__}")
+        if isinstance(self.dim, bool) or not isinstance(self.dim, int | np.integer) or self.dim <= 0:
+            raise ValueError(f"dim must be a positive integer, got {self.dim!r}")
 
     def __call__(self, x: Array) -> Array:
         return self.potential_fn(x)
@@ -130,6 +137,7 @@ def energy_from_model(model: Callable, *model_args, key=None, name: str | None =
     if not callable(model):
         raise ValueError(f"model must be a callable NumPyro model, got {type(model).__name__}")
     key = jax.random.key(0) if key is None else check_key(key)
+    check_model_data(model_args, model_kwargs)
     try:  # find discrete latent sites first: initialize_model would try to enumerate them
         with handlers.block():
             first = handlers.trace(handlers.seed(model, key)).get_trace(*model_args, **model_kwargs)

@@ -72,3 +72,20 @@ def check_finite_array(name: str, value, *, ndim: int | None = None):
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
         raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")
     return arr
+
+
+def check_model_data(model_args=(), model_kwargs=None):
+    """Reject NaN or inf in the floating-point arrays passed to a NumPyro model (its data),
+    naming the argument; a NaN observation would otherwise surface as NumPyro's "Cannot find
+    valid initial parameters" after many retries."""
+    items = [(f"model argument {i}", a) for i, a in enumerate(model_args)]
+    items += [(f"model keyword argument {k!r}", a) for k, a in (model_kwargs or {}).items()]
+    for name, value in items:
+        for leaf in jax.tree.leaves(value):
+            if isinstance(leaf, jax.core.Tracer) or not (hasattr(leaf, "dtype")
+                                                          or isinstance(leaf, float)):
+                continue
+            arr = np.asarray(leaf)
+            if np.issubdtype(arr.dtype, np.inexact) and not np.all(np.isfinite(arr)):
+                bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+                raise ValueError(f"{name} (data) contains {bad} NaN or infinite value(s)")

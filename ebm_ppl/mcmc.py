@@ -22,7 +22,7 @@ from numpyro.infer.util import initialize_model, init_to_uniform
 from numpyro.util import identity, is_prng_key
 
 from .energy import Energy, _check_scalar_energy
-from .errors import check_positive
+from .errors import check_model_data, check_positive
 from .kernels import (jarzynski_init, jarzynski_step, langevin_init, mala_step, rwmh_init,
                       rwmh_step, ula_step)
 
@@ -161,12 +161,15 @@ class PureKernelSampler(MCMCKernel):
     # -- internals ------------------------------------------------------------------------
     def _potential_and_init(self, key, init_params, model_args, model_kwargs):
         if self._model is not None:
+            check_model_data(model_args, model_kwargs)
             try:
                 info, potential_gen, postprocess_gen, _ = initialize_model(
                     key, self._model, init_strategy=self._init_strategy, dynamic_args=True,
                     model_args=model_args, model_kwargs=model_kwargs, validate_grad=False)
             except (TypeError, ValueError, KeyError) as err:
                 raise ValueError(f"the model failed with the given data: {err}") from None
+            except RuntimeError as err:  # NumPyro: "Cannot find valid initial parameters"
+                raise ValueError(f"cannot initialize the model: {err}") from None
             if self._postprocess_fn is None:
                 self._postprocess_fn = postprocess_gen
             potential_fn = potential_gen(*model_args, **model_kwargs)

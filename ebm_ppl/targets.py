@@ -18,6 +18,7 @@ import numpy as np
 from jax.scipy.special import logsumexp
 
 from .energy import Energy
+from .errors import check_positive
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -287,6 +288,8 @@ def anisotropic_gaussian_2d() -> Gaussian:
 def ill_conditioned_gaussian(d: int = 10, kappa: float = 100.0, mean=None, seed: int | None = None
                              ) -> Gaussian:
     """Precision with eigenvalues kappa^((i-1)/(d-1)); a random rotation when ``seed`` is given."""
+    d = check_positive("d", d, integer=True)
+    kappa = check_positive("kappa", kappa)
     lam = kappa ** (np.arange(d) / max(d - 1, 1))
     if seed is None:
         precision = np.diag(lam)

@@ -78,6 +78,15 @@ def _check_reference(reference, dim):
     if not (hasattr(reference, "log_prob") and hasattr(reference, "sample")):
         raise ValueError("reference must be a NumPyro distribution with log_prob and sample, "
                          f"got {type(reference).__name__}")
+    if not (hasattr(reference, "batch_shape") and hasattr(reference, "event_shape")):
+        raise ValueError("reference must be a NumPyro distribution (with batch_shape and "
+                         f"event_shape), got {type(reference).__name__}")
+    base = reference
+    while base is not None:  # Independent / masked wrappers keep the base in .base_dist
+        if type(base).__name__ in ("ImproperUniform", "Unit"):
+            raise ValueError(f"reference must have an exact, normalized log_prob; "
+                             f"{type(base).__name__} is improper (log Z_0 would be unknown)")
+        base = getattr(base, "base_dist", None)
     shape = tuple(reference.batch_shape) + tuple(reference.event_shape)
     if tuple(reference.event_shape) != (dim,):
         hint = " (use .to_event(1) on a batch of scalars)" if shape == (dim,) else ""
