@@ -152,7 +152,8 @@ def parallel_tempering(potential_fn, init_position, *, key, kernel="mala", betas
         keep_replicas: also return every rung's configurations (memory: draws x R x dim).
         trace_fn: ``position -> array`` recorded at every rung and draw (e.g. the
             magnetization), cheaper than ``keep_replicas``.
-        thinning: rounds per recorded draw (warmup is rounded up to a multiple). One round = one kernel step at every rung + one
+        thinning: rounds per recorded draw (warmup is rounded up to a multiple). One round =
+            one kernel step at every rung + one
             swap sweep (+ one ``init`` per rung).
     """
     key = check_key(key)
@@ -273,7 +274,8 @@ class ParallelTempering(PureKernelSampler):
         super().__init__(model, potential_fn, step_size=step_size,
                          adapt_step_size=adapt_step_size and default_target is not None,
                          target_accept_prob=target_accept_prob, init_strategy=init_strategy)
-        self.betas = geometric_ladder(num_replicas, beta_min) if betas is None else check_ladder(betas)
+        self.betas = (geometric_ladder(num_replicas, beta_min) if betas is None
+                      else check_ladder(betas))
         scale = np.maximum(self.betas, 1e-12) ** -0.5
         # a spin model keeps its local fields only if tempered itself, not through the flat wrapper
         own = potential_fn if hasattr(potential_fn, "tempered") else None
@@ -294,7 +296,7 @@ class ParallelTempering(PureKernelSampler):
 
     @staticmethod
     def diagnostics(state) -> dict:
-        """Swap acceptance per pair and round trips from a sampler state (e.g. ``mcmc.last_state``)."""
+        """Swap acceptance per pair and round trips of a state (e.g. ``mcmc.last_state``)."""
         inner = getattr(state, "inner", state)
         if not isinstance(inner, PTState):
             raise ValueError("state is not a ParallelTempering state")

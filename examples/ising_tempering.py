@@ -102,7 +102,8 @@ def make_figures(quick: bool = False, seed: int = 0) -> dict:
     fig_m, ax = plt.subplots(figsize=(7, 3.4))
     ax.plot(m_pt, lw=0.6, label=f"parallel tempering (m > 0: {frac:.2f})")
     ax.plot(m_single, lw=0.8, label="single Gibbs chain, same cost")
-    ax.set(title="Magnetization at T = 2 < T_c, L = 16", xlabel="draw", ylabel="m", ylim=(-1.05, 1.05))
+    ax.set(title="Magnetization at T = 2 < T_c, L = 16", xlabel="draw", ylabel="m",
+           ylim=(-1.05, 1.05))
     ax.legend(loc="lower left")
     fig_m.tight_layout()
     return {"ising_vs_temperature": fig_t, "swap_acceptance": fig_s,

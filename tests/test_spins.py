@@ -87,11 +87,17 @@ def test_flip_costs_match_energy_differences(model):
     s = np.asarray(jax.random.rademacher(jax.random.key(1), (model.dim,)), float)
     s = jnp.asarray(s)
     sites = jnp.arange(model.dim)
-    brute = jax.vmap(lambda i: model(s.at[i].multiply(-1)) - model(s))(sites)
-    cache = model.sweep_cache(s)
-    for fast in (model.flip_delta(s), jax.vmap(lambda i: model.site_delta(s, i))(sites),
-                 jax.vmap(lambda i: model.cached_site_delta(s[i], cache, i))(sites)):
-        np.testing.assert_allclose(fast, brute, rtol=1e-10, atol=1e-10)
+
+    @jax.jit
+    def costs(s):
+        cache = model.sweep_cache(s)
+        brute = jax.vmap(lambda i: model(s.at[i].multiply(-1)) - model(s))(sites)
+        return brute, (model.flip_delta(s), jax.vmap(lambda i: model.site_delta(s, i))(sites),
+                       jax.vmap(lambda i: model.cached_site_delta(s[i], cache, i))(sites))
+
+    brute, fast = costs(s)
+    for f in fast:
+        np.testing.assert_allclose(f, brute, rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("model", [Ising(4), Ising(5), Ising(2)], ids=["L4", "L5", "L2"])
@@ -102,7 +108,8 @@ def test_colors_are_independent_sets_covering_the_lattice(model):
     for mask in masks:  # flipping a whole colour changes U by the sum of the single flips
         s1 = np.where(mask, -s0, s0)
         joint = float(model(jnp.asarray(s1)) - model(jnp.asarray(s0)))
-        assert abs(joint - float(jnp.sum(jnp.where(mask, model.flip_delta(jnp.asarray(s0)), 0)))) < 1e-9
+        singles = jnp.sum(jnp.where(mask, model.flip_delta(jnp.asarray(s0)), 0))
+        assert abs(joint - float(singles)) < 1e-9
     assert masks.shape[0] == 2 if model.L % 2 == 0 else masks.shape[0] <= 4
 
 
@@ -147,7 +154,8 @@ def test_ising_l4_energy_and_m2_match_enumeration(sweep):
 
 def test_wrong_flip_rule_is_rejected():
     """Power check: Metropolis with exp(-dU/2) samples at 2T; the same test must fail."""
-    e, _ = _ising_chains(None, flip_prob=lambda d: jnp.exp(-jnp.maximum(d, 0.0) / 2))
+    e, _ = _ising_chains(None, flip_prob=lambda d: jnp.exp(-jnp.maximum(d, 0.0) / 2),
+                         num_chains=8, num_sweeps=700)
     exact = enumerate_exact(Ising(4, T=TEMPS[0]))
     assert abs(e[0].mean() - exact.energy_per_spin) > 20 * float(az.mcse(e[0]))
 
@@ -182,10 +190,10 @@ def _run_mcmc(kernel_cls, model, method, num_samples=300, progress_bar=False):
     return mcmc
 
 
-@pytest.mark.parametrize("kernel_cls", [spins.SpinGibbs, spins.SpinMetropolis])
-def test_numpyro_chain_methods_agree_and_restart(kernel_cls):
+def test_numpyro_chain_methods_agree_and_restart():
     model = Ising(4, T=T_CRITICAL)
-    runs = {m: _run_mcmc(kernel_cls, model, m) for m in ("sequential", "vectorized", "parallel")}
+    runs = {m: _run_mcmc(spins.SpinGibbs, model, m)
+            for m in ("sequential", "vectorized", "parallel")}
     ref = runs["vectorized"].get_samples()
     for m, mcmc in runs.items():
         np.testing.assert_array_equal(mcmc.get_samples(), ref, err_msg=m)
@@ -199,6 +207,9 @@ def test_numpyro_chain_methods_agree_and_restart(kernel_cls):
     assert mcmc.get_samples().shape == (4 * 300, 16)
     dt = az.from_numpyro(mcmc)
     assert np.all(np.isfinite(az.ess(dt)["Param:0"].values))
+    met = [_run_mcmc(spins.SpinMetropolis, model, m, num_samples=50).get_samples()
+           for m in ("sequential", "vectorized")]
+    np.testing.assert_array_equal(*met)
 
 
 def test_numpyro_spin_sampler_matches_exact_energy():
@@ -224,7 +235,8 @@ def test_spin_sampler_bad_input():
 # -- models: bad input --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("make, match", [
-    (lambda: Ising(1), "L"), (lambda: Ising(4, T=-1.0), "T"), (lambda: Ising(4, T=1, beta=1), "T= or beta="),
+    (lambda: Ising(1), "L"), (lambda: Ising(4, T=-1.0), "T"),
+    (lambda: Ising(4, T=1, beta=1), "T= or beta="),
     (lambda: Ising(4, beta=float("nan")), "beta"), (lambda: CurieWeiss(0), "N"),
     (lambda: BoltzmannMachine(J=np.ones((3, 3))), "diagonal"),
     (lambda: BoltzmannMachine(J=np.array([[0, 1.0], [0.5, 0]])), "symmetric"),

@@ -148,7 +148,8 @@ def enumerate_exact(model, *, correlations: bool = False) -> SpinExact:
             item += [w @ s, (s * w[:, None]).T @ s]
         stats.append(item)
     top = max(item[0] for item in stats)
-    tot = [sum(math.exp(item[0] - top) * item[k] for item in stats) for k in range(1, len(stats[0]))]
+    tot = [sum(math.exp(item[0] - top) * item[k] for item in stats)
+           for k in range(1, len(stats[0]))]
     z = tot[0]
     mean_h, mean_h2 = tot[1] / z, tot[2] / z
     return SpinExact(

@@ -46,7 +46,8 @@ def spin_move(model, kernel: str = "gibbs"):
         n = state.position.shape[0]
         x, acc = jax.vmap(one, in_axes=(0, 0, None))(jax.random.split(key, n), state.position, t)
         zero = jnp.zeros(n, x.dtype)
-        return SpinWalkers(x, jax.vmap(model.potential)(x)), MoveInfo(acc, zero, jnp.zeros((), x.dtype))
+        info = MoveInfo(acc, zero, jnp.zeros((), x.dtype))
+        return SpinWalkers(x, jax.vmap(model.potential)(x)), info
 
     return move
 
@@ -104,7 +105,8 @@ def log_partition(model, *, key, kernel: str = "gibbs", num_walkers: int = 1024,
     h = out.history
     betas = np.concatenate([[0.0], h["beta"]])
     messages = []
-    if isinstance(sched, Adaptive) and len(betas) - 1 >= max_stages and betas[-1] - betas[-2] > 0.05:
+    if isinstance(sched, Adaptive) and len(betas) - 1 >= max_stages and \
+            betas[-1] - betas[-2] > 0.05:
         messages.append(f"max_stages={max_stages} reached: the last stage jumped to beta=1")
     log_z, log_z_se = group_standard_error(out.group_log_z)
     return EvidenceResult(

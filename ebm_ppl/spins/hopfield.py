@@ -61,12 +61,13 @@ class Hopfield(BoltzmannMachine):
         Returns ``(x, num_iters, converged)``.
         """
         x0 = jnp.asarray(check_spins("x0", x0))
-        if x0.shape[-1] != self.dim:
-            raise ValueError(f"x0 must have {self.dim} spins in its last axis, got {x0.shape}")
+        if x0.ndim not in (1, 2) or x0.shape[-1] != self.dim:
+            raise ValueError(f"x0 must have shape ({self.dim},) or (batch, {self.dim}) (spins in "
+                             f"its last axis), got {x0.shape}")
         max_iters = check_positive("max_iters", max_iters, integer=True)
         J, h = jnp.asarray(self.J, x0.dtype), jnp.asarray(self.h, x0.dtype)
-        return _retrieve(J, h, jnp.atleast_2d(x0), max_iters, bool(synchronous)) if x0.ndim == 2 \
-            else jax.tree.map(lambda a: a[0], _retrieve(J, h, x0[None], max_iters, bool(synchronous)))
+        out = _retrieve(J, h, x0.reshape(-1, self.dim), max_iters, bool(synchronous))
+        return out if x0.ndim == 2 else jax.tree.map(lambda a: a[0], out)
 
 
 def _sgn(field, x):

@@ -77,7 +77,8 @@ def spin_sweep(key: Array, state: SpinState, potential_fn: Callable, flip_prob: 
             site_delta, update_cache = potential_fn.cached_site_delta, potential_fn.update_cache
         else:  # any function of the spins: the cache is the configuration itself
             cache = s
-            site_delta = lambda s_i, c, i: potential_fn(c.at[i].multiply(-1.0)) - potential_fn(c)  # noqa: E731
+            def site_delta(s_i, c, i):
+                return potential_fn(c.at[i].multiply(-1.0)) - potential_fn(c)
             update_cache = lambda c, i, ds: c.at[i].add(ds)  # noqa: E731
         u = jax.random.uniform(key, (n,), s.dtype)
 

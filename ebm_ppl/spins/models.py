@@ -239,7 +239,8 @@ class BoltzmannMachine(SpinModel):
 
 @dataclass(frozen=True, eq=False)
 class Ising(SpinModel):
-    """2-D Ising model on an L x L periodic lattice (eq. 108): ``H = -J sum_<ij> s_i s_j - h sum_i s_i``.
+    """2-D Ising model on an L x L periodic lattice (eq. 108):
+    ``H = -J sum_<ij> s_i s_j - h sum_i s_i``.
 
     The sum runs over the 2 L^2 bonds (right and down neighbour of each site); spins are stored
     row-major in a flat vector of length L^2. Exact log Z, mean energy and specific heat by
