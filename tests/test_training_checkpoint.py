@@ -38,7 +38,8 @@ def _run(method, num_iterations, **kw):
 
 
 def _assert_identical(a, b):
-    for x, y in zip(jax.tree.leaves((a.params, a.opt_state)), jax.tree.leaves((b.params, b.opt_state))):
+    leaves = [jax.tree.leaves((r.params, r.opt_state)) for r in (a, b)]
+    for x, y in zip(*leaves, strict=True):
         assert np.array_equal(np.asarray(x), np.asarray(y))
     assert a.history.keys() == b.history.keys()
     for k in a.history:

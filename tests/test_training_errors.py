@@ -55,14 +55,18 @@ def _train(energy=counted_energy, params=FAMILY.params, data=DATA, **kw):
     (dict(method="contrastive"), "unknown method 'contrastive'"),
     (dict(key=0), "key must be a single JAX random key"),
     (dict(log_z0=float("nan")), "log_z0"),
-    (dict(init_walkers=np.zeros((7, 2)), num_walkers=8), r"init_walkers must have shape \(num_walkers, d\)"),
-    (dict(init_walkers=np.zeros((4, 2)), method="pcd", num_walkers=4), "only used by method='jarzynski'"),
-    (dict(params={"means": jnp.full((2, 2), jnp.nan), "log_weights": jnp.zeros(2)}), "params contain NaN"),
+    (dict(init_walkers=np.zeros((7, 2)), num_walkers=8),
+     r"init_walkers must have shape \(num_walkers, d\)"),
+    (dict(init_walkers=np.zeros((4, 2)), method="pcd", num_walkers=4),
+     "only used by method='jarzynski'"),
+    (dict(params={"means": jnp.full((2, 2), jnp.nan), "log_weights": jnp.zeros(2)}),
+     "params contain NaN"),
     (dict(method="dsm", noise_scale=0.0), "noise_scale"),
     (dict(method="nce", noise=dist.Normal(0.0, 1.0).expand([3]).to_event(1)), "noise"),
     (dict(method="sm", sm_trace="fast"), "unknown sm_trace"),
     (dict(optimizer="adam"), "optimizer must be an optax"),
     (dict(batch_size=0), "batch_size"),
+    (dict(resume=True), "checkpoint_dir"),
 ])
 def test_bad_argument_is_named_before_tracing(kwargs, match):
     CALLS.clear()

@@ -36,14 +36,14 @@ def problem(dim: int = 50, num_data: int = 10_000, seed: int = 0):
     return data, teacher, student
 
 
-def optimizer(lr_means: float = 0.0025, lr_log_weights: float = 0.0125) -> optax.GradientTransformation:
+def optimizer(lr_means: float = 0.0025, lr_log_weights: float = 0.0125):
     """Plain gradient descent, per-parameter rates, the first log-weight frozen (optax only)."""
 
     def freeze_first(updates, params):
         return {**updates, "log_weights": updates["log_weights"].at[0].set(0.0)}
 
-    sgd = optax.multi_transform({"means": optax.sgd(lr_means), "log_weights": optax.sgd(lr_log_weights)},
-                                {"means": "means", "log_weights": "log_weights"})
+    rates = {"means": optax.sgd(lr_means), "log_weights": optax.sgd(lr_log_weights)}
+    sgd = optax.multi_transform(rates, {"means": "means", "log_weights": "log_weights"})
     return optax.chain(optax.stateless(freeze_first), sgd)
 
 

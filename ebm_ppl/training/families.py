@@ -35,14 +35,16 @@ def gaussian_mixture_energy(means, log_weights=None, *, scale: float = 1.0) -> E
     The seed's running example (eq. 4, and the student of Carbone et al. used with eq. 102-106):
     learnable means ``a_j`` (rows of ``means``, shape ``(K, d)``) and log-weights (shape ``(K,)``,
     zeros when omitted). The weight of component j is ``softmax(log_weights)_j`` -- in the seed's
-    notation ``z_j = -log_weights_j`` -- and log Z = (d/2) log(2 pi scale^2) + logsumexp(log_weights).
+    notation ``z_j = -log_weights_j`` -- and
+    log Z = (d/2) log(2 pi scale^2) + logsumexp(log_weights).
     """
     means = check_finite_array("means", means, ndim=2).astype(float)
     k, d = means.shape
     log_weights = np.zeros(k) if log_weights is None else check_finite_array(
         "log_weights", log_weights, ndim=1).astype(float)
     if log_weights.shape != (k,):
-        raise ValueError(f"log_weights must have shape ({k},) to match means, got {log_weights.shape}")
+        raise ValueError(f"log_weights must have shape ({k},) to match means, "
+                         f"got {log_weights.shape}")
     scale = check_positive("scale", scale)
 
     def energy_fn(params, x):

@@ -19,7 +19,10 @@ class TrainResult:
             ``jarzynski`` the cross-entropy estimate eq. 106), ``"log_z"`` (absolute log
             Z_theta_k: ``jarzynski`` via eq. 104, ``nce`` the learned constant), ``"ess"``
             and ``"resampled"`` (``jarzynski``), ``"energy_gap"`` (``cd``/``pcd``: mean data
-            energy minus mean walker energy), ``"data_energy"``, ``"divergent"``.
+            energy minus mean walker energy), ``"data_energy"``, ``"divergent"``;
+            ``"num_dead"`` (walkers whose energy or gradient became non-finite, or whose ULA
+            move diverged, at that iteration: weight zero, removed at the next resampling,
+            copied over by live walkers for ``cd``/``pcd``) and ``"num_alive"``.
         walkers: final walker positions ``(num_walkers, d)`` (sampling-based methods) or None.
         log_weights: final log weights of the walkers (``jarzynski``) or None.
         log_z: final absolute log Z_theta estimate where the method gives one, else None.
@@ -41,6 +44,27 @@ class TrainResult:
     @property
     def num_iterations(self) -> int:
         return int(np.size(self.history["iteration"]))
+
+    @property
+    def num_dead(self) -> int:
+        """Walkers that died over the run (0 for methods without walkers)."""
+        return int(np.sum(self.history.get("num_dead", 0)))
+
+    def save(self, path):
+        """Write this result to a netCDF file (a ``DataTree`` with the ``training`` group of
+        :meth:`to_arviz` plus every field -- params, optimizer state, walkers, weights,
+        history, info -- stored exactly). Returns the path."""
+        from ..persist import save_result
+
+        return save_result(self, path, arviz_tree=self.to_arviz())
+
+    @classmethod
+    def load(cls, path) -> "TrainResult":
+        """Read a result written by :meth:`save`; arrays are bit-identical and pytrees (optax
+        states included) keep their structure."""
+        from ..persist import load_result
+
+        return load_result(path, cls)
 
     def to_arviz(self):
         """The history as an ``xarray.DataTree`` (group ``training``, dimension ``iteration``)."""

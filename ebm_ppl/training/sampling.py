@@ -20,7 +20,7 @@ Each estimator is an ``(init, estimate, advance)`` triple of pure functions. Ite
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -76,6 +76,39 @@ def contrastive_grad(energy_fn, params, batch, walkers_x, weights):
     return grads, data_u, gap
 
 
+def alive_walkers(state) -> jax.Array:
+    """Walkers whose position, energy and gradient are finite (and weight, if they carry one,
+    is non-zero); the others are dead: weight zero in every average."""
+    alive = (jnp.all(jnp.isfinite(state.position), axis=-1) & jnp.isfinite(state.potential_energy)
+             & jnp.all(jnp.isfinite(state.grad), axis=-1))
+    log_weight = getattr(state, "log_weight", None)
+    return alive if log_weight is None else alive & jnp.isfinite(log_weight)
+
+
+def _safe_positions(x, alive, batch):
+    """Dead walkers' positions replaced by a data point (their weight is zero), so that a NaN
+    position cannot leak into the gradient through 0 * NaN."""
+    return jnp.where(alive[:, None], x, batch[0])
+
+
+def _respawn_dead(key, walkers):
+    """Copy live walkers over dead ones (systematic resampling over the live ones); a no-op
+    (the same walkers, bit for bit) when none died or none is alive."""
+    alive = alive_walkers(walkers)
+
+    def respawn(w):
+        idx = systematic_resample(key, jnp.where(alive, 0.0, -jnp.inf))
+        src = jnp.where(alive, jnp.arange(alive.shape[0]), idx)
+        return jax.tree.map(lambda leaf: leaf[src], w)
+
+    return lax.cond(jnp.any(~alive) & jnp.any(alive), respawn, lambda w: w, walkers)
+
+
+def _death_metrics(before, after) -> dict:
+    alive_before, alive_after = alive_walkers(before), alive_walkers(after)
+    return {"num_dead": jnp.sum(alive_before & ~alive_after), "num_alive": jnp.sum(alive_after)}
+
+
 def draw_rows(key, data, num):
     n = data.shape[0]
     if num <= n:
@@ -118,20 +151,26 @@ def contrastive_divergence(energy_fn, data, *, num_walkers: int, step_size, num_
         return WalkerState(reset(key, params))
 
     def estimate(key, params, state, idx):
-        x = state.walkers.position
-        weights = jnp.full(x.shape[0], 1.0 / x.shape[0], x.dtype)
-        grads, data_u, gap = contrastive_grad(energy_fn, params, rows(data, idx), x, weights)
+        batch = rows(data, idx)
+        alive = alive_walkers(state.walkers)  # dead walkers (non-finite) get weight zero
+        x = _safe_positions(state.walkers.position, alive, batch)
+        weights = jnp.where(alive, 1.0 / jnp.maximum(jnp.sum(alive), 1), 0.0).astype(x.dtype)
+        grads, data_u, gap = contrastive_grad(energy_fn, params, batch, x, weights)
         return grads, state, {"data_energy": data_u, "energy_gap": gap}
 
     def advance(key, params_next, state, k):
         potential = lambda x: energy_fn(params_next, x)  # noqa: E731
         if persistent:
-            return WalkerState(_ula_steps(key, state.walkers, potential, step_size, num_steps)), {}
-        walkers = lax.cond(
-            (k + 1) % reinit_every == 0,
-            lambda: reset(key, params_next),
-            lambda: _ula_steps(key, state.walkers, potential, step_size, num_steps))
-        return WalkerState(walkers), {}
+            walkers = _ula_steps(key, state.walkers, potential, step_size, num_steps)
+        else:
+            walkers = lax.cond(
+                (k + 1) % reinit_every == 0,
+                lambda: reset(key, params_next),
+                lambda: _ula_steps(key, state.walkers, potential, step_size, num_steps))
+        metrics = _death_metrics(state.walkers, walkers)
+        # PCD has no weights to resample: live walkers are copied over the dead ones
+        walkers = _respawn_dead(jax.random.fold_in(key, 1), walkers)
+        return WalkerState(walkers), metrics
 
     return Estimator(init, estimate, advance)
 
@@ -159,8 +198,12 @@ def jarzynski(energy_fn, data, *, init_walkers, log_z0, step_size, num_steps: in
             return moved._replace(log_weight=jnp.full_like(w.log_weight, log_mean_w))
 
         walkers = lax.cond(resample, do_resample, lambda w: w, walkers)
-        weights = jax.nn.softmax(walkers.log_weight)
-        grads, data_u, _ = contrastive_grad(energy_fn, params, rows(data, idx), walkers.position,
+        batch = rows(data, idx)
+        alive = alive_walkers(walkers)  # dead walkers: weight zero (removed at a resampling)
+        weights = jnp.where(alive, jax.nn.softmax(jnp.where(alive, walkers.log_weight, -jnp.inf)),
+                            0.0)
+        grads, data_u, _ = contrastive_grad(energy_fn, params, batch,
+                                            _safe_positions(walkers.position, alive, batch),
                                             weights)
         log_z = state.log_z0 + log_mean_w  # eq. 104
         metrics = {"loss": log_z + data_u, "log_z": log_z, "ess": ess,  # loss: eq. 106
@@ -176,6 +219,7 @@ def jarzynski(energy_fn, data, *, init_walkers, log_z0, step_size, num_steps: in
             return w, jnp.sum(info.is_divergent)
 
         walkers, divergent = lax.scan(one, state.walkers, jax.random.split(key, num_steps))
-        return JarzynskiWalkers(walkers, state.log_z0), {"divergent": jnp.sum(divergent)}
+        metrics = {"divergent": jnp.sum(divergent), **_death_metrics(state.walkers, walkers)}
+        return JarzynskiWalkers(walkers, state.log_z0), metrics
 
     return Estimator(init, estimate, advance)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import time
+import warnings
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -20,9 +21,9 @@ import numpy as np
 import optax
 from jax import lax
 
-from ..errors import SamplingDivergedError, check_choice, check_key
-from . import checkpoint as ckpt
+from ..errors import SamplingDivergedError
 from ..evidence.resampling import log_mean_exp
+from . import checkpoint as ckpt
 from .result import TrainResult
 from .sampling import Estimator, contrastive_divergence, draw_rows, equilibrate, jarzynski
 from .sampling_free import (default_noise, denoising_score_matching, noise_contrastive,
@@ -83,8 +84,8 @@ def _programs(cfg_items: tuple, energy_fn, optimizer, chunk_size: int, track=Non
 
         def body(carry, k):
             shapes = jax.eval_shape(step, carry, k)[1]
-            skip = lambda c, k: (c, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes))  # noqa: E731
-            return lax.cond(k < stop, step, skip, carry, k)
+            zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+            return lax.cond(k < stop, step, lambda c, k: (c, zeros), carry, k)
 
         return lax.scan(body, carry, start + jnp.arange(chunk_size))
 
@@ -153,6 +154,8 @@ def train(energy_fn: Callable, params, data, *, key, method: str = "jarzynski",
     cfg, data, params, key, optimizer = v.cfg, v.data, v.params, v.key, v.optimizer
     if track is not None and not callable(track):
         raise ValueError(f"track must be callable, got {type(track).__name__}")
+    if (resume or checkpoint_every is not None) and checkpoint_dir is None:
+        raise ValueError("resume=True and checkpoint_every need checkpoint_dir")
     info = {"method": method}
     if method == "nce":
         c0 = log_z0 if log_z0 is not None else _nce_log_z_start(energy_fn, params, data, cfg)
@@ -188,6 +191,14 @@ def train(energy_fn: Callable, params, data, *, key, method: str = "jarzynski",
                            method, checkpoint_dir, checkpoint_every, fingerprint, info,
                            progress_bar, callback)
     info["wall_time_s"] = time.perf_counter() - t0
+    dead = int(np.sum(history.get("num_dead", 0)))
+    if dead:
+        first = int(history["iteration"][np.argmax(history["num_dead"] > 0)])
+        info["num_dead"] = dead
+        warnings.warn(f"{dead} walker(s) died during training (first at iteration {first}): "
+                      "their energy or gradient became non-finite or a ULA move diverged; they "
+                      "got weight zero; a smaller step_size avoids this", RuntimeWarning,
+                      stacklevel=2)
     return _result(method, carry, history, info)
 
 
@@ -257,6 +268,12 @@ def _loop(run_chunk, carry, history, it, num_iterations, chunk, data, key, metho
             new_carry, hist = run_chunk(carry, it, num_iterations, data, key)
             m = min(chunk, num_iterations - it)
             hist = {k: np.asarray(h)[:m] for k, h in jax.device_get(hist).items()}
+            if "num_alive" in hist and not np.all(hist["num_alive"] > 0):
+                k = it + int(np.argmax(hist["num_alive"] == 0))
+                raise SamplingDivergedError(
+                    f"every walker died at iteration {k} ({int(hist['num_dead'].sum())} deaths "
+                    f"since iteration {it}): the energy or its gradient became non-finite or a "
+                    "ULA move diverged; try a smaller step_size")
             if not all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(new_carry.params)):
                 raise SamplingDivergedError(
                     f"parameters became non-finite between iterations {it} and {it + m}: lower "
@@ -264,11 +281,12 @@ def _loop(run_chunk, carry, history, it, num_iterations, chunk, data, key, metho
             hist["iteration"] = np.arange(it, it + m)
             carry, it = new_carry, it + m
             parts.append(hist)
-            bar.update(m)
             if "loss" in hist or "log_z" in hist:
-                bar.set_postfix({k: f"{hist[k][-1]:.4g}" for k in ("loss", "log_z") if k in hist})
-            if checkpoint_dir is not None and (
-                    it == num_iterations or (checkpoint_every and it - last_saved >= checkpoint_every)):
+                bar.set_postfix({k: f"{hist[k][-1]:.4g}" for k in ("loss", "log_z") if k in hist},
+                                refresh=False)
+            bar.update(m)
+            due = it == num_iterations or (checkpoint_every and it - last_saved >= checkpoint_every)
+            if checkpoint_dir is not None and due:
                 save(it)
                 last_saved = it
             if callback is not None:

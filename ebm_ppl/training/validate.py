@@ -65,7 +65,7 @@ def validate(energy_fn, params, data, *, key, method, optimizer, num_walkers, st
     _check_params(params)
     params = jax.tree.map(jnp.asarray, params)
     optimizer = optax.adam(1e-3) if optimizer is None else optimizer
-    if not (callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))):
+    if not all(callable(getattr(optimizer, a, None)) for a in ("init", "update")):
         raise ValueError("optimizer must be an optax GradientTransformation (with init and update)")
     cfg = {"method": method,
            "num_steps": _positive_int("num_steps", num_steps),
@@ -115,7 +115,7 @@ def _check_noise(noise, data):
     d = data.shape[1]
     if noise is None:
         return None
-    if not (callable(getattr(noise, "sample", None)) and callable(getattr(noise, "log_prob", None))):
+    if not all(callable(getattr(noise, a, None)) for a in ("sample", "log_prob")):
         raise ValueError("noise must be a NumPyro distribution (with sample and log_prob)")
     try:
         out = jax.eval_shape(noise.log_prob, jnp.asarray(data[:3]))
