@@ -13,10 +13,11 @@ weights softmax(b) are known, so every number can be checked.
   -U_theta(x) - c - log rho_noise(x): the constant c is learned too and estimates log Z_theta.
 
 The model starts near the modes with the weights the wrong way round (0.88 / 0.12). All four
-methods find the means, but the score-matching family cannot see the mode weights: the Fisher
-divergence lives between the modes, where there are no data (Remark 3.1), so SM, DSM and SSM
-keep the weights they started with. NCE recovers 0.2 / 0.8, and its learned constant c
-matches the exact log Z_theta of the energy it learned.
+methods find the means, but the score-matching family cannot find the mode weights: the Fisher
+divergence depends on them only between the modes, where there are (almost) no data (Remark
+3.1), so SM, DSM and SSM keep the weights they started with, or drift wherever the few points
+between the modes push them. NCE recovers 0.2 / 0.8, and its learned constant c matches the
+exact log Z_theta of the energy it learned.
 
 Figures: ``training`` (``ep.plots.plot_training``: loss, NCE's log Z, mode weights against the
 iteration) and ``densities`` (the learned densities against the data).
