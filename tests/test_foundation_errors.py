@@ -119,9 +119,18 @@ def test_nan_energy_at_the_initial_point():
             lambda: _run(ep.MALA(potential_fn=lambda x: jnp.int32(1)), jnp.ones(2)))
 
 
-@pytest.mark.parametrize("method", ["sequential", "vectorized"])
+@pytest.mark.parametrize("method", ["sequential", "vectorized", pytest.param(
+    "parallel", marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+        "NumPyro calls init inside pmap: the energies are abstract there, so a NaN start "
+        "cannot be seen before the run (shapes still are)")))])
 def test_nan_energy_at_one_chains_initial_point(method):
     init = jnp.array([[0.0, 0.0], [1.0, 1.0], [0.0, 0.0], [0.0, 0.0]])
+    if method == "parallel":  # when this gets reported, strict xfail flags the XPASS
+        try:
+            _run(ep.ULA(potential_fn=_nan_right_of_half), init, 4, method)
+        except ValueError:
+            return
+        raise AssertionError("a NaN start under chain_method='parallel' was not reported")
     err = _raises("potential_fn is not finite",
                   lambda: _run(ep.ULA(potential_fn=_nan_right_of_half), init, 4, method))
     if method == "vectorized":
