@@ -12,7 +12,8 @@ behind the moving model and the weight collapses; CD restarts from the data and 
 Fisher divergence (eq. 99-100), blind to the mass between far modes, so p1 stays near 1/2.
 
 Run ``python examples/jarzynski_vs_cd_pcd.py [--quick] [--outdir DIR]``; it writes
-``jarzynski_vs_cd_pcd.png`` and ``summary.json`` in ``--outdir``.
+``jarzynski_vs_cd_pcd.png``, ``summary.json`` and the histories ``history_<method>.npz``
+in ``--outdir``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import jax  # noqa: E402
+import numpy as np  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
@@ -103,6 +105,8 @@ def main(argv=None):
     summary = {m: {k: r[k] for k in ("p1", "a1", "kl", "kl_se", "log_z_exact", "seconds",
                                      "max_log_z_error") if k in r} for m, r in results.items()}
     (outdir / "summary.json").write_text(json.dumps(summary, indent=1))
+    for m, r in results.items():  # per-iteration histories, for further plots
+        np.savez(outdir / f"history_{m}.npz", **r["fit"].history)
     return results
 
 

@@ -117,6 +117,10 @@ def train(energy_fn: Callable, params, data, *, key, method: str = "jarzynski",
           track: Callable | None = None) -> TrainResult:
     """Train ``energy_fn(params, x) -> scalar`` on ``data`` (shape ``(n, d)``).
 
+    ``params`` is any pytree of float arrays (plain dicts/lists, flax ``init`` output; for
+    equinox pass the array part of ``eqx.partition`` and combine inside ``energy_fn``).
+    Returns a :class:`~ebm_ppl.training.TrainResult`.
+
     Args:
         method: ``"jarzynski"`` (eq. 102-106), ``"pcd"`` (Algorithm 2), ``"cd"`` (Algorithm 1),
             ``"sm"``, ``"dsm"``, ``"ssm"`` or ``"nce"`` (seed 6.2).
