@@ -17,7 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..energy import as_energy, energy_from_model
-from ..errors import SamplingDivergedError, check_choice, check_key, check_positive
+from ..errors import (SamplingDivergedError, check_choice, check_key, check_model_data,
+                      check_positive)
 from . import moves as _moves
 from .bar import bar_log_z
 from .engine import anneal
@@ -52,7 +53,8 @@ def _typed_key(key):
 
 
 def _check_options(method, num_walkers, step_size, num_moves, target_accept, target_ess,
-                   resample_threshold, num_groups, num_leapfrog, max_stages):
+                   resample_threshold, num_groups, num_leapfrog, max_stages, step_jitter,
+                   schedule, num_stages):
     check_choice("method", method, METHODS)
     n = check_positive("num_walkers", num_walkers, integer=True)
     check_positive("step_size", step_size, allow_none=True)
@@ -65,6 +67,10 @@ def _check_options(method, num_walkers, step_size, num_moves, target_accept, tar
         raise ValueError(f"target_ess must lie in (0, 1), got {target_ess!r}")
     if not np.isfinite(resample_threshold) or resample_threshold < 0:
         raise ValueError(f"resample_threshold must be >= 0, got {resample_threshold!r}")
+    if step_jitter is not None and not 0.0 <= step_jitter <= 5.0:
+        raise ValueError(f"step_jitter must lie in [0, 5], got {step_jitter!r}")
+    if method not in ("is", "ti") or schedule != "adaptive":
+        as_schedule(schedule, num_stages, target_ess)  # validate now, before any work
     if num_groups is None:
         num_groups = min(16, max(1, n // 64))
     g = check_positive("num_groups", num_groups, integer=True)
@@ -126,7 +132,8 @@ def log_partition(potential_fn, *, key, reference=None, dim: int | None = None,
         progress_bar: show stages, beta and ESS while running.
     """
     n, g = _check_options(method, num_walkers, step_size, num_moves, target_accept, target_ess,
-                          resample_threshold, num_groups, num_leapfrog, max_stages)
+                          resample_threshold, num_groups, num_leapfrog, max_stages,
+                          step_jitter, schedule, num_stages)
     energy = as_energy(potential_fn, dim=dim)
     check_positive("num_starts", num_starts, integer=True)
     check_positive("init_scale", init_scale)
@@ -164,7 +171,9 @@ def log_evidence(model, *model_args, key, method: str = DEFAULT_METHOD, num_walk
     :func:`log_partition`; other keyword arguments go to the model.
     """
     n, g = _check_options(method, num_walkers, step_size, num_moves, target_accept, target_ess,
-                          resample_threshold, num_groups, num_leapfrog, max_stages)
+                          resample_threshold, num_groups, num_leapfrog, max_stages,
+                          step_jitter, schedule, num_stages)
+    check_model_data(model_args, model_kwargs)
     key = _typed_key(key)
     key_model, key_run = jax.random.split(key)
     t0 = time.perf_counter()
@@ -251,6 +260,12 @@ def _run(path, key, *, method, n, g, step_size, schedule, num_stages, target_ess
             f"the weights degenerated (ESS {h['ess'][k]:.3f} at stage {k + 1}, beta "
             f"{h['beta'][k]:.3g}): log Z is probably biased low and log_z_se too small; use a "
             "smaller step_size, a higher target_ess or more walkers")
+    dead = np.asarray(h["num_dead"])
+    if dead.sum():
+        messages.append(
+            f"{int(dead.sum())} walker(s) died (non-finite energy or gradient; first at stage "
+            f"{int(np.argmax(dead > 0)) + 1}): their weights are zero and they were removed at "
+            "the next resampling; a smaller step_size avoids this")
     betas = np.concatenate([[0.0], h["beta"]])
     if isinstance(sched, Adaptive) and len(betas) - 1 >= max_stages and \
             betas[-1] - betas[-2] > 0.05:
@@ -268,21 +283,23 @@ def _run(path, key, *, method, n, g, step_size, schedule, num_stages, target_ess
     if bar:
         extra, rev_grads = _reverse(path, out, key_rev, betas, opts)
         grads += rev_grads
-        tol = 3.0 * np.hypot(log_z_se, extra["log_z_bar_se"])
-        if not abs(log_z - extra["log_z_bar"]) <= tol:
+        gaps = {"BAR": (extra["log_z_bar"], extra["log_z_bar_se"]),
+                "the reverse pass": (extra["log_z_reverse"], extra["log_z_reverse_se"])}
+        bad = [f"{name} {value:.4f}" for name, (value, se) in gaps.items()
+               if not abs(value - log_z) <= 3.0 * np.hypot(log_z_se, se)]
+        extra["bar_consistent"] = not bad
+        if bad:
             messages.append(
-                f"forward log Z {log_z:.4f} and BAR {extra['log_z_bar']:.4f} disagree beyond "
-                "3 combined standard errors: the annealing is too fast (raise target_ess or "
-                "num_moves) and log Z is probably biased low")
-            extra["bar_consistent"] = False
-        else:
-            extra["bar_consistent"] = True
+                f"forward log Z {log_z:.4f} disagrees with {' and '.join(bad)} beyond 3 combined "
+                "standard errors (hysteresis): the annealing is too fast for its moves, and the "
+                "forward log Z is probably biased low; raise target_ess or num_moves")
     return EvidenceResult(
         log_z=float(log_z), log_z_se=float(log_z_se), samples=_samples(path, out.state.position),
         log_weights=np.asarray(out.log_weights), ess=h["ess"], schedule=betas,
         num_resamples=int(np.sum(h["num_resampled"] > 0)), num_gradient_evals=int(grads),
         method=method, num_walkers=n, group_log_z=out.group_log_z, acceptance=h["accept"],
-        step_size=h["step_size"], reference=reference, reference_info=reference_info,
+        step_size=h["step_size"], num_dead=int(dead.sum()), num_dead_per_stage=dead,
+        reference=reference, reference_info=reference_info,
         wall_time=time.perf_counter() - t0, messages=tuple(messages), **extra)
 
 

@@ -127,12 +127,17 @@ def _stage(carry: _Carry, beta_target, use_target, adapt_on, move, delta_fn, cfg
     inc = increment(v, b_next - carry.beta)
     log_w = carry.log_w + inc.reshape(g, n)
     log_z_acc = carry.log_z_acc
+    alive_before = jnp.isfinite(_global_log_w(carry))
+    # a walker dies when its weight becomes zero (non-finite V here, or a non-finite energy or
+    # gradient in a move below); it is counted once and removed by the next resampling
+    died = jnp.sum(alive_before & ~jnp.isfinite((log_w + log_z_acc[:, None]).reshape(-1)))
     ess = ess_fraction((log_w + log_z_acc[:, None]).reshape(-1))
     res = jax.vmap(resample_if, in_axes=(0, 0, None))(
         jax.random.split(k_res, g), log_w, cfg.resample_threshold)
     idx = (res.indices + n * jnp.arange(g)[:, None]).reshape(-1)
     state = jax.tree.map(lambda a: a[idx], carry.state)
     log_w, log_z_acc = res.log_w, log_z_acc + res.log_z_increment
+    alive_mid = jnp.isfinite((log_w + log_z_acc[:, None]).reshape(-1))
 
     def one_move(c, k):
         st, lw, log_step, acc, grads = c
@@ -156,10 +161,11 @@ def _stage(carry: _Carry, beta_target, use_target, adapt_on, move, delta_fn, cfg
     mean_delta = jnp.sum(W * jnp.where(jnp.isfinite(v_after), v_after, 0.0).reshape(g, n),
                          axis=-1)
     new = _Carry(state, log_w, log_z_acc, b_next, log_step, key)
+    alive = jnp.isfinite(_global_log_w(new))
     record = dict(beta=b_next, ess=ess, accept=accept, step_size=jnp.exp(log_step),
                   num_resampled=jnp.sum(res.resampled), num_grads=grads,
                   log_z=log_mean_exp(group_log_z(log_w, log_z_acc)), mean_delta=mean_delta,
-                  alive=jnp.sum(jnp.isfinite(log_w)))
+                  alive=jnp.sum(alive), num_dead=died + jnp.sum(alive_mid & ~alive))
     extra = (inc, glw) if cfg.record_increments else None
     return new, record, extra
 
@@ -223,8 +229,10 @@ def anneal(key, state, *, delta_fn: Callable, move: Callable, schedule, log_z0: 
             stage, beta = stage + 1, float(rec["beta"])
             if int(rec["alive"]) == 0:
                 raise SamplingDivergedError(
-                    f"every walker's weight vanished at stage {stage} (beta={beta:.4g}): the "
-                    "energy is non-finite where the walkers went; try a smaller step_size")
+                    f"every walker died by stage {stage} (beta={beta:.4g}; "
+                    f"{int(sum(int(r['num_dead']) for r in records))} deaths): the energy or its "
+                    "gradient became non-finite where the walkers went, or their moves diverged "
+                    "(log weight increment below -1000); try a smaller step_size")
             if bar is not None:
                 bar.update(1 if adaptive is None else 0)
                 if adaptive is not None:

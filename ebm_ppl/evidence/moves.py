@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from jax.tree_util import Partial
 
-from ..kernels import LangevinState, langevin_log_ratio
+from ..kernels import MAX_DELTA_ENERGY, LangevinState, langevin_log_ratio
 from .engine import MoveInfo
 from .paths import LinearPath, PathState
 
@@ -70,6 +70,9 @@ def _langevin_one(adjusted, path, key, st, beta, h, s):
     prop = path.evaluate(s * y)
     log_ratio = langevin_log_ratio(old, _view(prop, beta, s), h)
     finite = jnp.isfinite(prop.potential(beta)) & jnp.all(jnp.isfinite(prop.grad(beta)))
+    # non-finite, or exploding (a log ratio below -MAX_DELTA_ENERGY, NUTS's divergence bound):
+    # an unadjusted walker dies there (weight zero); an adjusted one rejects
+    finite = finite & (log_ratio >= -MAX_DELTA_ENERGY)
     log_ratio = jnp.where(finite, log_ratio, -jnp.inf)
     acc = jnp.minimum(1.0, jnp.exp(log_ratio))
     if adjusted:

@@ -38,8 +38,11 @@ class EvidenceResult:
         num_gradient_evals: target gradient evaluations, all walkers, every pass, plus the
             automatic reference's optimization.
         log_z_bar, log_z_bar_se, log_z_reverse, log_z_reverse_se: the BAR and reverse-pass
-            estimates (``bar=True``), with ``bar_consistent`` False when they disagree with
-            ``log_z`` beyond their errors.
+            estimates (``bar=True``); ``bar_consistent`` is False when either disagrees with
+            ``log_z`` beyond 3 combined standard errors (the reverse estimate is biased high
+            and the forward one low when the protocol is too fast: hysteresis).
+        num_dead, num_dead_per_stage: walkers whose energy or gradient became non-finite
+            (weight zero, removed at the next resampling), in total and per stage.
     """
 
     log_z: float
@@ -55,6 +58,8 @@ class EvidenceResult:
     group_log_z: np.ndarray = field(default_factory=lambda: np.zeros(0))
     acceptance: np.ndarray = field(default_factory=lambda: np.zeros(0))
     step_size: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    num_dead: int = 0
+    num_dead_per_stage: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     log_z_bar: float | None = None
     log_z_bar_se: float | None = None
     log_z_reverse: float | None = None
@@ -113,6 +118,22 @@ class EvidenceResult:
         lines += [f"  note: {m}" for m in self.messages]
         return "\n".join(lines)
 
+    def save(self, path):
+        """Write this result to a netCDF file (an ArviZ ``DataTree``: ``posterior`` and
+        ``sample_stats`` as in :meth:`to_arviz`, plus every field, weights included, stored
+        exactly; the ``reference`` object is stored as its description). Returns the path."""
+        from ..persist import save_result
+
+        return save_result(self, path, arviz_tree=self.to_arviz())
+
+    @classmethod
+    def load(cls, path) -> "EvidenceResult":
+        """Read a result written by :meth:`save`; every array and number is bit-identical
+        (``reference`` comes back as its description string)."""
+        from ..persist import load_result
+
+        return load_result(path, cls)
+
     def to_arviz(self):
         """An ArviZ DataTree: ``posterior`` holds the final walkers (chain 0, one draw per
         walker), ``sample_stats`` their ``log_weight`` and normalized ``weight``; the annealing
@@ -133,6 +154,8 @@ class EvidenceResult:
         dt = az.from_dict(
             {"posterior": post,
              "sample_stats": {"log_weight": np.asarray(self.log_weights)[None],
-                              "weight": self.weights[None]}},
-            attrs=attrs)
+                              "weight": self.weights[None]}})
+        dt.attrs.update(attrs)
+        dt["sample_stats"].attrs.update(
+            schedule=np.asarray(self.schedule), stage_ess=np.asarray(self.ess))
         return dt
