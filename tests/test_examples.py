@@ -112,19 +112,47 @@ def test_examples_are_discovered():
     assert mine <= names, mine - names
 
 
-def test_figure_checks_catch_a_bad_figure():
-    """The checker itself: a figure without labels, title or legend must be flagged."""
-    bad = {"file": "/x/bad.png", "suptitle": "",
-           "panels": [{"title": "", "axis_on": True, "xlabel": False, "ylabel": True,
-                       "labelled": 2, "legend": False}]}
-    problems = figure_problems(bad)
-    assert any("no x label" in p for p in problems)
-    assert any("no legend" in p for p in problems)
-    assert any("title" in p for p in problems)
-    good = {"file": "/x/good.png", "suptitle": "S",
-            "panels": [{"title": "", "axis_on": True, "xlabel": True, "ylabel": True,
-                        "labelled": 3, "legend": True}]}
-    assert figure_problems(good) == []
+FAKE_EXAMPLE = """
+import argparse, os
+import matplotlib.pyplot as plt
+parser = argparse.ArgumentParser()
+parser.add_argument("--quick", action="store_true")
+parser.add_argument("--outdir")
+args = parser.parse_args()
+os.makedirs(args.outdir, exist_ok=True)
+fig, ax = plt.subplots()  # no title, no labels, two labelled lines, no legend
+ax.plot([0, 1, 2], [0, 1, 2], label="a")
+ax.plot([0, 1, 2], [2, 1, 0], label="b")
+fig.savefig(os.path.join(args.outdir, "bad.png"))
+fig, (left, right) = plt.subplots(2, 1, sharex=True)  # x label on the bottom panel only
+fig.suptitle("good")
+left.plot([0, 1, 2], [0, 1, 2], label="a")
+left.plot([0, 1, 2], [1, 1, 1], label="b")
+left.legend()
+left.set_ylabel("y")
+twin = left.twinx()  # a twin axis: its own y label, the x label shared
+twin.plot([0, 1, 2], [5, 6, 7])
+twin.set_ylabel("y2")
+image = right.imshow([[0, 1], [1, 0]])
+fig.colorbar(image, ax=right)
+right.set(xlabel="x", ylabel="row")
+fig.savefig(os.path.join(args.outdir, "good.png"))
+"""
+
+
+def test_figure_checks_catch_a_bad_figure(tmp_path):
+    """The checker itself, through the same runner: a figure without title, axis labels or
+    legend is flagged; shared x axes, twin axes and colorbars are understood."""
+    script = tmp_path / "fake_example.py"
+    script.write_text(FAKE_EXAMPLE)
+    proc, outdir, records = _run(script, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = {Path(r["file"]).name: figure_problems(r) for r in records}
+    assert set(found) == {"bad.png", "good.png"}
+    assert found["good.png"] == []
+    bad = "\n".join(found["bad.png"])
+    for missing in ("no figure title", "no x label", "no y label", "but no legend"):
+        assert missing in bad, bad
 
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=[p.stem for p in EXAMPLES])
