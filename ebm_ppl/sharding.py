@@ -150,11 +150,16 @@ def sharded_jit(fn, sharding: NamedSharding, static_argnums=()):
     return jax.jit(fn, out_shardings=sharding, static_argnums=static_argnums)
 
 
-def to_host(x) -> np.ndarray:
-    """A NumPy copy of ``x``; an array spread over several processes is all-gathered first
-    (``multihost_utils.process_allgather``; every process must call this together)."""
-    if isinstance(x, jax.Array) and not x.is_fully_addressable and not x.is_fully_replicated:
-        from jax.experimental import multihost_utils
+def to_host(tree):
+    """NumPy copies of the arrays in ``tree`` (one batched ``jax.device_get``); an array spread
+    over several processes is all-gathered first (``multihost_utils.process_allgather``;
+    every process must then call this together)."""
 
-        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-    return np.asarray(x)
+    def gather(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable and not x.is_fully_replicated:
+            from jax.experimental import multihost_utils
+
+            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+        return x
+
+    return jax.device_get(jax.tree.map(gather, tree))

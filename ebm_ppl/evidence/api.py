@@ -19,6 +19,7 @@ import numpy as np
 from ..energy import as_energy, energy_from_model
 from ..errors import (SamplingDivergedError, check_choice, check_key, check_model_data,
                       check_positive)
+from ..sharding import check_divisible, sharded_jit, to_host, walker_sharding
 from . import moves as _moves
 from .bar import bar_log_z
 from .engine import anneal
@@ -108,7 +109,8 @@ def log_partition(potential_fn, *, key, reference=None, dim: int | None = None,
                   adapt_step_size: bool = True, step_jitter: float | None = None,
                   precondition: bool = True, resample_threshold: float = 1.0, num_groups: int | None = None,
                   bar: bool = False, max_stages: int = 1000, num_starts: int = 256,
-                  init_scale: float = 3.0, progress_bar: bool = True) -> EvidenceResult:
+                  init_scale: float = 3.0, progress_bar: bool = True, devices=None,
+                  mesh=None) -> EvidenceResult:
     """log Z = log int exp(-U(x)) dx by annealing from a normalized reference (seed eq. 102-104).
 
     Args:
@@ -130,10 +132,18 @@ def log_partition(potential_fn, *, key, reference=None, dim: int | None = None,
         bar: also run the schedule in reverse from the final resampled walkers and report
             the BAR and reverse estimates (doubles the cost).
         progress_bar: show stages, beta and ESS while running.
+        devices, mesh: shard the walkers over devices (``"all"``, a count, a list of
+            devices, or a ``jax.sharding.Mesh`` with a ``"walkers"`` axis; see
+            :mod:`ebm_ppl.sharding` and ``docs/scaling.md``); ``num_walkers`` must divide
+            evenly. Reductions and resampling stay global: the same key gives the same log Z
+            as on one device, up to floating-point reduction order. ``result.walkers`` keeps
+            the final walkers on the devices.
     """
     n, g = _check_options(method, num_walkers, step_size, num_moves, target_accept, target_ess,
                           resample_threshold, num_groups, num_leapfrog, max_stages,
                           step_jitter, schedule, num_stages)
+    sharding = walker_sharding(devices, mesh)
+    check_divisible(n, sharding)
     energy = as_energy(potential_fn, dim=dim)
     check_positive("num_starts", num_starts, integer=True)
     check_positive("init_scale", init_scale)
@@ -154,7 +164,8 @@ def log_partition(potential_fn, *, key, reference=None, dim: int | None = None,
                 adapt_step_size=adapt_step_size, step_jitter=step_jitter,
                 precondition=precondition,
                 resample_threshold=resample_threshold, bar=bar, max_stages=max_stages,
-                progress_bar=progress_bar, reference=reference, reference_info=info, t0=t0)
+                progress_bar=progress_bar, reference=reference, reference_info=info, t0=t0,
+                sharding=sharding)
 
 
 def log_evidence(model, *model_args, key, method: str = DEFAULT_METHOD, num_walkers: int = 4096,
@@ -163,16 +174,19 @@ def log_evidence(model, *model_args, key, method: str = DEFAULT_METHOD, num_walk
                  target_accept=None, adapt_step_size: bool = True, step_jitter: float | None = None,
                  precondition: bool = True, resample_threshold: float = 1.0, num_groups: int | None = None,
                  bar: bool = False, max_stages: int = 1000, progress_bar: bool = True,
-                 **model_kwargs) -> EvidenceResult:
+                 devices=None, mesh=None, **model_kwargs) -> EvidenceResult:
     """log p(data) of a NumPyro model by likelihood tempering from its prior (log Z_0 = 0).
 
     Walkers move in NumPyro's unconstrained space; ``result.samples`` are constrained
     posterior draws (weighted by ``result.log_weights``). Options as in
-    :func:`log_partition`; other keyword arguments go to the model.
+    :func:`log_partition` (``devices=``/``mesh=`` shard the walkers); other keyword arguments
+    go to the model.
     """
     n, g = _check_options(method, num_walkers, step_size, num_moves, target_accept, target_ess,
                           resample_threshold, num_groups, num_leapfrog, max_stages,
                           step_jitter, schedule, num_stages)
+    sharding = walker_sharding(devices, mesh)
+    check_divisible(n, sharding)
     check_model_data(model_args, model_kwargs)
     key = _typed_key(key)
     key_model, key_run = jax.random.split(key)
@@ -186,7 +200,7 @@ def log_evidence(model, *model_args, key, method: str = DEFAULT_METHOD, num_walk
                 precondition=precondition,
                 resample_threshold=resample_threshold, bar=bar, max_stages=max_stages,
                 progress_bar=progress_bar, reference="prior",
-                reference_info=dict(kind="prior"), t0=t0)
+                reference_info=dict(kind="prior"), t0=t0, sharding=sharding)
 
 
 def _path_delta(state):
@@ -198,8 +212,15 @@ def _evaluate_batch(path, xs):
     return path.evaluate_batch(xs)
 
 
-def _initial_state(path: LinearPath, key, n):
-    x0 = path.sample_base(key, n)
+def _sample_base(path, key, n):
+    return path.sample_base(key, n)
+
+
+def _initial_state(path: LinearPath, key, n, sharding=None):
+    if sharding is None:
+        x0 = path.sample_base(key, n)
+    else:  # drawn in place: each device makes only its own walkers (same values)
+        x0 = sharded_jit(_sample_base, sharding, static_argnums=(2,))(path, key, n)
     state = _evaluate_batch(path, x0)
     if not bool(jnp.any(jnp.isfinite(state.u0) & jnp.isfinite(state.delta))):
         raise SamplingDivergedError("the energy is not finite at any draw from the reference")
@@ -221,14 +242,14 @@ def _initial_step(state, method, default, precondition):
 
 
 def _samples(path, positions):
-    return jax.tree.map(np.asarray, jax.vmap(path.unravel)(positions))
+    return to_host(jax.vmap(path.unravel)(positions))
 
 
 def _run(path, key, *, method, n, g, step_size, schedule, num_stages, target_ess, num_moves,
          num_leapfrog, target_accept, adapt_step_size, step_jitter, precondition, resample_threshold, bar,
-         max_stages, progress_bar, reference, reference_info, t0):
+         max_stages, progress_bar, reference, reference_info, t0, sharding=None):
     key_init, key_fwd, key_rev = jax.random.split(key, 3)
-    state = _initial_state(path, key_init, n)
+    state = _initial_state(path, key_init, n, sharding)
     grads = n + int(reference_info.get("num_gradient_evals", 0))
     if method == "is":
         return _importance(path, state, grads, reference, reference_info, t0)
@@ -272,7 +293,7 @@ def _run(path, key, *, method, n, g, step_size, schedule, num_stages, target_ess
         messages.append(f"max_stages={max_stages} reached: the last stage jumped to beta=1")
     log_z, log_z_se = group_standard_error(out.group_log_z)
     if method == "ti":
-        e0 = np.asarray(state.delta).reshape(g, -1)
+        e0 = to_host(state.delta).reshape(g, -1)
         e0 = np.array([np.mean(r[np.isfinite(r)]) for r in e0])
         md = np.concatenate([e0[None], h["mean_delta"]], axis=0)
         ti = path.log_z0 - np.trapezoid(md, betas, axis=0)
@@ -295,12 +316,13 @@ def _run(path, key, *, method, n, g, step_size, schedule, num_stages, target_ess
                 "forward log Z is probably biased low; raise target_ess or num_moves")
     return EvidenceResult(
         log_z=float(log_z), log_z_se=float(log_z_se), samples=_samples(path, out.state.position),
-        log_weights=np.asarray(out.log_weights), ess=h["ess"], schedule=betas,
+        log_weights=to_host(out.log_weights), ess=h["ess"], schedule=betas,
         num_resamples=int(np.sum(h["num_resampled"] > 0)), num_gradient_evals=int(grads),
         method=method, num_walkers=n, group_log_z=out.group_log_z, acceptance=h["accept"],
         step_size=h["step_size"], num_dead=int(dead.sum()), num_dead_per_stage=dead,
         reference=reference, reference_info=reference_info,
-        wall_time=time.perf_counter() - t0, messages=tuple(messages), **extra)
+        wall_time=time.perf_counter() - t0, messages=tuple(messages),
+        walkers=out.state.position, **extra)
 
 
 def _reverse(path, out, key, betas, opts):
@@ -322,14 +344,15 @@ def _importance(path, state, grads, reference, reference_info, t0):
     """Seed eq. 2: Z = E_0[exp(-U) / rho_0] with draws from the reference (no gradients)."""
     log_w = -jnp.where(jnp.isnan(state.delta), jnp.inf, state.delta) + path.log_z0
     n = log_w.shape[0]
-    w = np.exp(np.asarray(log_w) - float(jnp.max(log_w)))
+    w = np.exp(to_host(log_w) - float(jnp.max(log_w)))
     se = float(w.std(ddof=1) / np.sqrt(n) / w.mean()) if w.mean() > 0 else float("inf")
     return EvidenceResult(
         log_z=float(log_mean_exp(log_w)), log_z_se=se, samples=_samples(path, state.position),
-        log_weights=np.asarray(log_w), ess=np.asarray([float(ess_fraction(log_w))]),
+        log_weights=to_host(log_w), ess=np.asarray([float(ess_fraction(log_w))]),
         schedule=np.array([0.0, 1.0]), num_resamples=0,
         num_gradient_evals=grads,
         method="is", num_walkers=n, group_log_z=np.zeros(0), reference=reference,
         reference_info=reference_info, wall_time=time.perf_counter() - t0,
+        walkers=state.position,
         messages=("importance sampling: log_z_se is the delta-method error of the weights, "
                   "unreliable when their variance is infinite",))

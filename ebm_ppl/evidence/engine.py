@@ -46,6 +46,7 @@ import numpy as np
 from jax.tree_util import Partial
 
 from ..errors import SamplingDivergedError
+from ..sharding import to_host
 from .resampling import ess_fraction, log_mean_exp, normalize_log_weights, resample_if
 from .schedules import Adaptive, increment, next_beta
 
@@ -222,7 +223,7 @@ def anneal(key, state, *, delta_fn: Callable, move: Callable, schedule, log_z0: 
                 target, use_target = 1.0, stage >= max_stages - 1
             carry, rec, extra = _stage(carry, jnp.asarray(target, dtype), jnp.asarray(use_target),
                                        jnp.asarray(adapt_step_size), move, delta_fn, cfg)
-            rec = jax.device_get(rec)
+            rec = to_host(rec)  # jax.device_get, also when the walkers span processes
             records.append(rec)
             if extra is not None:
                 extras.append(extra)
@@ -245,7 +246,7 @@ def anneal(key, state, *, delta_fn: Callable, move: Callable, schedule, log_z0: 
             bar.close()
     history = {k: np.stack([np.asarray(r[k]) for r in records]) for k in records[0]} if records \
         else {}
-    glz = np.asarray(group_log_z(carry.log_w, carry.log_z_acc)) + log_z0
+    glz = to_host(group_log_z(carry.log_w, carry.log_z_acc)) + log_z0
     log_weights = _global_log_w(carry) + log_z0
     return AnnealOutput(
         state=carry.state, log_weights=log_weights,

@@ -41,6 +41,9 @@ class EvidenceResult:
             estimates (``bar=True``); ``bar_consistent`` is False when either disagrees with
             ``log_z`` beyond 3 combined standard errors (the reverse estimate is biased high
             and the forward one low when the protocol is too fast: hysteresis).
+        walkers: the final walkers as a flat ``(num_walkers, dim)`` ``jax.Array`` in the
+            sampler's (unconstrained) coordinates, left on the device(s): sharded over the
+            ``"walkers"`` mesh axis when the run had ``devices=`` or ``mesh=``.
         num_dead, num_dead_per_stage: walkers whose energy or gradient became non-finite
             (weight zero, removed at the next resampling), in total and per stage.
     """
@@ -69,6 +72,7 @@ class EvidenceResult:
     reference_info: dict = field(default_factory=dict)
     wall_time: float = 0.0
     messages: tuple = ()
+    walkers: Any = None
 
     @property
     def num_stages(self) -> int:
