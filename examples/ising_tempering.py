@@ -37,7 +37,7 @@ def temperature_scan(L, quick, seed):
     betas = np.geomspace(1.0, t_low / t_high, rungs)
     res = ep.parallel_tempering(
         model, np.ones(model.dim), key=jax.random.key(seed), kernel="gibbs", betas=betas,
-        num_samples=300 if quick else 4000, num_warmup=100 if quick else 500,
+        num_samples=200 if quick else 4000, num_warmup=50 if quick else 500,
         num_chains=4 if quick else 8, trace_fn=lambda s: jnp.mean(s) ** 2, progress_bar=not quick)
     temps = t_low / betas
     energy = res.energies / model.beta / model.dim             # (chains, draws, R)
@@ -52,7 +52,7 @@ def temperature_scan(L, quick, seed):
 def magnetization_traces(quick, seed):
     """L = 16 at T = 2: m of the target rung under PT vs a plain Gibbs chain of equal cost."""
     model = spins.Ising(16, T=2.0)
-    draws, rungs = (400, 12) if quick else (3000, 12)
+    draws, rungs = (300, 12) if quick else (3000, 12)
     res = ep.parallel_tempering(model, np.ones(model.dim), key=jax.random.key(seed + 1),
                                 kernel="gibbs", num_replicas=rungs, beta_min=0.55,
                                 num_samples=draws, num_warmup=200, num_chains=1,
