@@ -166,16 +166,16 @@ def parallel_tempering(potential_fn, init_position, *, key, kernel="mala", betas
     num_warmup = 0 if num_warmup == 0 else check_positive("num_warmup", num_warmup, integer=True)
     if trace_fn is not None and not callable(trace_fn):
         raise ValueError(f"trace_fn must be callable, got {type(trace_fn).__name__}")
-    x0 = _initial_positions(init_position, num_chains, r)
-    if is_spin:
-        from .spins.kernels import check_spins
-        check_spins("init_position", np.asarray(x0))
-    _check_potential(potential_fn, x0[0, 0])
     h = np.asarray(step_size, np.float64)
     if h.ndim == 0:
         h = check_positive("step_size", float(h)) * np.maximum(betas, 1e-12) ** -0.5
     elif h.shape != (r,) or np.any(~np.isfinite(h)) or np.any(h <= 0):
         raise ValueError(f"step_size must be a positive scalar or one per rung ({r},), got {h}")
+    x0 = _initial_positions(init_position, num_chains, r)
+    if is_spin:
+        from .spins.kernels import check_spins
+        check_spins("init_position", np.asarray(x0))
+    _check_potential(potential_fn, x0[0, 0])
     target = default_target if target_accept_prob is None else target_accept_prob
     adapt = bool(adapt_step_size and target is not None and num_warmup > 0)
     if adapt and not 0.0 < target < 1.0:

@@ -6,6 +6,7 @@ diagnostics. Each gradient kernel costs exactly one ``value_and_grad`` per step.
 """
 
 from .langevin import (
+    MAX_DELTA_ENERGY,
     LangevinState,
     MoveInfo,
     langevin_init,
@@ -18,7 +19,7 @@ from .jarzynski import JarzynskiInfo, JarzynskiState, jarzynski_init, jarzynski_
 from .rwmh import RWState, rwmh_init, rwmh_step
 
 __all__ = [
-    "LangevinState", "MoveInfo", "langevin_init", "langevin_log_ratio", "mala_step",
+    "MAX_DELTA_ENERGY", "LangevinState", "MoveInfo", "langevin_init", "langevin_log_ratio", "mala_step",
     "ula_move", "ula_step", "RWState", "rwmh_init", "rwmh_step",
     "JarzynskiState", "JarzynskiInfo", "jarzynski_init", "jarzynski_step",
 ]

@@ -20,7 +20,7 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .langevin import LangevinState, langevin_log_ratio, ula_move
+from .langevin import MAX_DELTA_ENERGY, LangevinState, langevin_log_ratio, ula_move
 
 Array = jax.Array
 
@@ -57,8 +57,9 @@ def jarzynski_step(key: Array, state: JarzynskiState, next_potential_fn: Callabl
     old = LangevinState(state.position, state.potential_energy, state.grad)
     new = ula_move(key, old, next_potential_fn, step_size)
     increment = langevin_log_ratio(old, new, step_size)
-    divergent = ~jnp.isfinite(new.potential_energy) | ~jnp.all(jnp.isfinite(new.grad))
-    increment = jnp.where(divergent, -jnp.inf, increment)
+    divergent = (~jnp.isfinite(new.potential_energy) | ~jnp.all(jnp.isfinite(new.grad))
+                 | (increment < -MAX_DELTA_ENERGY))
+    increment = jnp.where(divergent, -jnp.inf, increment)  # a dead walker: weight zero
     log_weight = state.log_weight + increment
     accept_prob = jnp.minimum(1.0, jnp.exp(increment))
     return (JarzynskiState(new.position, new.potential_energy, new.grad, log_weight),

@@ -17,6 +17,11 @@ import jax.numpy as jnp
 Array = jax.Array
 PotentialFn = Callable[[Array], Array]
 
+# A move whose log Metropolis ratio falls below -MAX_DELTA_ENERGY is divergent (NumPyro's NUTS
+# uses the same bound on its energy error): an unadjusted walker making it has exploded, and
+# its weight, below exp(-1000) relative to its previous one, is set to zero.
+MAX_DELTA_ENERGY = 1000.0
+
 
 class LangevinState(NamedTuple):
     """Position with the energy and gradient cached there (so a step costs one gradient)."""
@@ -73,7 +78,7 @@ def ula_step(key: Array, state: LangevinState, potential_fn: PotentialFn,
              step_size) -> tuple[LangevinState, MoveInfo]:
     """ULA: always moves, so it is biased at any fixed step (seed Example 4.1)."""
     new = ula_move(key, state, potential_fn, step_size)
-    divergent = ~jnp.isfinite(new.potential_energy)
+    divergent = ~jnp.isfinite(new.potential_energy) | ~jnp.all(jnp.isfinite(new.grad))
     one = jnp.ones((), new.potential_energy.dtype)
     return new, MoveInfo(one, jnp.array(True), divergent)
 
@@ -88,5 +93,5 @@ def mala_step(key: Array, state: LangevinState, potential_fn: PotentialFn,
     log_u = jnp.log(jax.random.uniform(key_accept, dtype=log_ratio.dtype))
     accepted = log_u < log_ratio
     new = jax.tree.map(lambda a, b: jnp.where(accepted, a, b), proposal, state)
-    divergent = ~jnp.isfinite(proposal.potential_energy)
+    divergent = ~jnp.isfinite(proposal.potential_energy) | (log_ratio < -MAX_DELTA_ENERGY)
     return new, MoveInfo(accept_prob, accepted, divergent)

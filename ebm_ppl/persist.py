@@ -1,0 +1,176 @@
+"""Save results to netCDF through ArviZ / xarray ``DataTree`` and load them back exactly.
+
+Used by :meth:`ebm_ppl.EvidenceResult.save` / ``load`` and :meth:`ebm_ppl.TrainResult.save` /
+``load``. The file is an ordinary netCDF4 (HDF5) ``DataTree``:
+
+* the result's own ArviZ groups (``posterior`` and ``sample_stats`` with the weights for an
+  evidence result, ``training`` with the history for a training run), for ArviZ and xarray;
+* group ``ebm_ppl_arrays``: every array of the result, one variable each, bit for bit;
+* root attribute ``ebm_ppl_spec``: JSON describing every field (numbers are written with
+  ``repr``, which round-trips float64 exactly; nested dicts, lists, tuples and NamedTuples
+  such as optax states keep their structure) and ``ebm_ppl_format``, the class and version.
+
+Nothing is pickled, so loading a file cannot run code. What cannot be written as data (an
+evidence result's ``reference`` distribution object) is stored as its description string.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import math
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+
+__all__ = ["save_result", "load_result", "encode", "decode"]
+
+FORMAT_VERSION = 1
+_IMPORTABLE = ("optax", "ebm_ppl", "numpyro", "jax", "collections")
+_ARRAYS = "ebm_ppl_arrays"
+
+
+def _is_key(x) -> bool:
+    return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _add(arrays: dict, name: str, arr) -> str:
+    name = name if name not in arrays else f"{name}.{len(arrays)}"
+    arrays[name] = arr
+    return name
+
+
+def encode(obj, arrays: dict, name: str = "value") -> object:
+    """A JSON-able description of ``obj``; its arrays go into ``arrays`` under names built
+    from their path in ``obj`` (``name``, then ``.key`` / ``.index`` below it)."""
+    if _is_key(obj):
+        return {"array": _add(arrays, name, np.asarray(jax.random.key_data(obj))),
+                "key": str(jax.random.key_impl(obj))}
+    if isinstance(obj, (np.ndarray, np.generic, jax.Array)):
+        arr = np.asarray(obj)
+        if arr.dtype.kind not in "biufc":
+            raise TypeError(f"cannot save an array of dtype {arr.dtype}")
+        stored = arr.astype(np.uint8) if arr.dtype == bool else arr
+        return {"array": _add(arrays, name, stored), "dtype": str(arr.dtype),
+                "kind": "jax" if isinstance(obj, jax.Array) else (
+                    "scalar" if isinstance(obj, np.generic) else "numpy")}
+    if obj is None or isinstance(obj, (bool, str, int)):  # numpy scalars were handled above
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else {"float": repr(obj)}
+    if isinstance(obj, dict):
+        if not all(isinstance(k, str) for k in obj):
+            raise TypeError("cannot save a dict with non-string keys")
+        return {"dict": {k: encode(v, arrays, f"{name}.{k}") for k, v in obj.items()}}
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
+        cls = type(obj)
+        return {"namedtuple": f"{cls.__module__}:{cls.__qualname__}",
+                "fields": {f: encode(getattr(obj, f), arrays, f"{name}.{f}")
+                           for f in obj._fields}}
+    if isinstance(obj, (list, tuple)):
+        return {type(obj).__name__: [encode(v, arrays, f"{name}.{i}") for i, v in enumerate(obj)]}
+    raise TypeError(f"cannot save an object of type {type(obj).__name__}")
+
+
+def _namedtuple_class(path: str):
+    module, _, qualname = path.partition(":")
+    mod = sys.modules.get(module)
+    if mod is None and module.split(".")[0] in _IMPORTABLE:
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            mod = None
+    cls = mod
+    for part in qualname.split("."):
+        cls = getattr(cls, part, None)
+    return cls if isinstance(cls, type) and issubclass(cls, tuple) else None
+
+
+def decode(spec, arrays: dict):
+    """Inverse of :func:`encode`."""
+    if not isinstance(spec, dict):
+        return spec
+    if "float" in spec:
+        return float(spec["float"])
+    if "array" in spec:
+        arr = arrays[spec["array"]]
+        if "key" in spec:
+            return jax.random.wrap_key_data(arr, impl=spec["key"])
+        arr = arr.astype(spec["dtype"])
+        if spec["kind"] == "jax":
+            return jax.numpy.asarray(arr)
+        return arr[()] if spec["kind"] == "scalar" else arr
+    if "dict" in spec:
+        return {k: decode(v, arrays) for k, v in spec["dict"].items()}
+    if "namedtuple" in spec:
+        values = {k: decode(v, arrays) for k, v in spec["fields"].items()}
+        cls = _namedtuple_class(spec["namedtuple"])
+        return cls(**values) if cls is not None else tuple(values.values())
+    if "list" in spec:
+        return [decode(v, arrays) for v in spec["list"]]
+    if "tuple" in spec:
+        return tuple(decode(v, arrays) for v in spec["tuple"])
+    raise ValueError(f"unknown entry in a saved result: {sorted(spec)}")
+
+
+def _describe(obj) -> str:
+    return obj if isinstance(obj, str) else type(obj).__name__ + (
+        f"({getattr(obj, 'batch_shape', '')}, {getattr(obj, 'event_shape', '')})"
+        if hasattr(obj, "event_shape") else "")
+
+
+def save_result(result, path, *, arviz_tree=None, as_text=("reference",)):
+    """Write a result dataclass to ``path`` (netCDF); ``arviz_tree`` adds its ArviZ groups."""
+    import xarray as xr
+
+    arrays: dict = {}
+    fields = {}
+    for f in dataclasses.fields(result):
+        value = getattr(result, f.name)
+        if f.name in as_text and value is not None and not isinstance(value, str):
+            value = _describe(value)
+        fields[f.name] = encode(value, arrays, f.name)
+    fmt = f"ebm_ppl.{type(result).__name__}/{FORMAT_VERSION}"
+    data = {k: (tuple(f"{k}_dim_{j}" for j in range(a.ndim)), a) for k, a in arrays.items()}
+    groups = {} if arviz_tree is None else {
+        node.path: node.to_dataset() for node in arviz_tree.subtree if node.path != "/"}
+    root_attrs = {} if arviz_tree is None else dict(arviz_tree.attrs)
+    root_attrs.update(ebm_ppl_format=fmt, ebm_ppl_spec=json.dumps(fields))
+    groups["/"] = xr.Dataset(attrs=root_attrs)
+    groups[f"/{_ARRAYS}"] = xr.Dataset(data)
+    tree = xr.DataTree.from_dict(groups)
+    encoding = {f"/{_ARRAYS}": {k: {"_FillValue": None} for k in data}}
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tree.to_netcdf(tmp, engine="h5netcdf", encoding=encoding)
+    tmp.replace(path)  # atomic: a crash while writing leaves any previous file intact
+    return path
+
+
+def load_result(path, cls):
+    """Read a file written by :func:`save_result` for class ``cls``; ``ValueError`` naming
+    ``path`` when it is missing, unreadable or holds something else."""
+    import xarray as xr
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"path {str(path)!r} is not a file")
+    want = f"ebm_ppl.{cls.__name__}/{FORMAT_VERSION}"
+    try:
+        with xr.open_datatree(path, engine="h5netcdf", mask_and_scale=False,
+                              decode_times=False) as tree:
+            fmt = tree.attrs.get("ebm_ppl_format")
+            spec = tree.attrs.get("ebm_ppl_spec")
+            ds = tree[_ARRAYS].to_dataset() if _ARRAYS in tree.children else None
+            arrays = {} if ds is None else {k: np.array(v.values) for k, v in ds.data_vars.items()}
+    except (OSError, ValueError, KeyError) as err:
+        raise ValueError(f"path {str(path)!r} is not a readable netCDF file: "
+                         f"{type(err).__name__}: {err}") from None
+    if fmt != want or spec is None or ds is None:
+        raise ValueError(f"path {str(path)!r} does not hold an {cls.__name__} (format "
+                         f"{fmt!r}, expected {want!r})")
+    fields = {k: decode(v, arrays) for k, v in json.loads(spec).items()}
+    return cls(**fields)
