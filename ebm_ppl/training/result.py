@@ -30,6 +30,9 @@ class TrainResult:
         opt_state: final optax state.
         info: how the run was set up (``log_z0`` and its source, how walkers started,
             iteration resumed from, chunk size, wall time).
+        walker_state: the final walker state (sampling methods) as JAX arrays left on the
+            device(s), sharded over the ``"walkers"`` mesh axis when ``devices=``/``mesh=``
+            was given; None otherwise.
     """
 
     params: Any
@@ -40,6 +43,7 @@ class TrainResult:
     method: str
     opt_state: Any = None
     info: dict = field(default_factory=dict)
+    walker_state: Any = None
 
     @property
     def num_iterations(self) -> int:

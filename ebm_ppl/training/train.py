@@ -23,6 +23,7 @@ from jax import lax
 
 from ..errors import SamplingDivergedError
 from ..evidence.resampling import log_mean_exp
+from ..sharding import check_divisible, shard_walkers, to_host, walker_sharding
 from . import checkpoint as ckpt
 from .result import TrainResult
 from .sampling import Estimator, contrastive_divergence, draw_rows, equilibrate, jarzynski
@@ -114,7 +115,7 @@ def train(energy_fn: Callable, params, data, *, key, method: str = "jarzynski",
           sm_trace: str = "auto", num_projections: int = 1, chunk_size: int | None = None,
           checkpoint_dir=None, checkpoint_every: int | None = None, resume: bool = False,
           progress_bar: bool = True, callback: Callable | None = None,
-          track: Callable | None = None) -> TrainResult:
+          track: Callable | None = None, devices=None, mesh=None) -> TrainResult:
     """Train ``energy_fn(params, x) -> scalar`` on ``data`` (shape ``(n, d)``).
 
     ``params`` is any pytree of float arrays (plain dicts/lists, flax ``init`` output; for
@@ -145,6 +146,10 @@ def train(energy_fn: Callable, params, data, *, key, method: str = "jarzynski",
         callback: ``callback(iteration, params)`` after every chunk.
         track: ``track(params) -> dict of scalars``, jittable, evaluated at every iterate
             theta_k inside the compiled loop and stored in the history (e.g. exact log Z).
+        devices, mesh: shard the walkers of ``jarzynski``/``pcd``/``cd`` over devices, as in
+            :func:`ebm_ppl.log_partition` (``num_walkers`` must divide evenly); the weighted
+            gradient average (eq. 105) and resampling stay global. ``result.walker_state``
+            keeps the final walkers on the devices.
     """
     t0 = time.perf_counter()
     v = validate(energy_fn, params, data, key=key, method=method, optimizer=optimizer,
@@ -156,6 +161,12 @@ def train(energy_fn: Callable, params, data, *, key, method: str = "jarzynski",
                  num_projections=num_projections, chunk_size=chunk_size,
                  checkpoint_every=checkpoint_every, methods=METHODS, sampling=SAMPLING)
     cfg, data, params, key, optimizer = v.cfg, v.data, v.params, v.key, v.optimizer
+    sharding = walker_sharding(devices, mesh)
+    if sharding is not None:
+        if method not in SAMPLING:
+            raise ValueError(f"devices=/mesh= shard walkers, and method={method!r} has none; "
+                             f"use one of {SAMPLING} or leave devices=None")
+        check_divisible(cfg["num_walkers"], sharding)
     if track is not None and not callable(track):
         raise ValueError(f"track must be callable, got {type(track).__name__}")
     if (resume or checkpoint_every is not None) and checkpoint_dir is None:
@@ -187,9 +198,12 @@ def train(energy_fn: Callable, params, data, *, key, method: str = "jarzynski",
     else:
         walkers0, log_z_0 = v.init_walkers, log_z0
         if method == "jarzynski":
-            walkers0, log_z_0 = _jarzynski_start(cfg, energy_fn, params, data, key, v, info)
+            walkers0, log_z_0 = _jarzynski_start(cfg, energy_fn, params, data, key, v, info,
+                                                 sharding)
         carry = init_fn(params, data, key, walkers0,
                         None if log_z_0 is None else jnp.asarray(log_z_0, data.dtype))
+    if sharding is not None:  # GSPMD keeps the walker sharding through every chunk
+        carry = carry._replace(state=shard_walkers(carry.state, sharding, cfg["num_walkers"]))
     info["chunk_size"] = chunk
     carry, history = _loop(run_chunk, carry, history, start, num_iterations, chunk, data, key,
                            method, checkpoint_dir, checkpoint_every, fingerprint, info,
@@ -221,10 +235,11 @@ def _init_state(cfg, energy_fn, params, data, key, *, init_walkers, log_z0):
     return est.init(jax.random.fold_in(key, -1 & 0x7FFFFFFF), params)
 
 
-def _jarzynski_start(cfg, energy_fn, params, data, key, v, info):
-    walkers = v.init_walkers
+def _jarzynski_start(cfg, energy_fn, params, data, key, v, info, sharding=None):
+    walkers = shard_walkers(v.init_walkers, sharding)
     if walkers is None:
-        start = draw_rows(jax.random.fold_in(key, 0x7FFFFFFE), data, cfg["num_walkers"])
+        start = shard_walkers(draw_rows(jax.random.fold_in(key, 0x7FFFFFFE), data,
+                                        cfg["num_walkers"]), sharding)
         walkers = jax.jit(equilibrate, static_argnums=(1, 5))(
             jax.random.fold_in(key, 0x7FFFFFFD), energy_fn, params, start, cfg["step_size"],
             cfg["num_equilibration_steps"])
@@ -322,9 +337,10 @@ def _result(method, carry, history, info):
     state = carry.state
     if method in SAMPLING:
         w = state.walkers
-        walkers = np.asarray(w.position)
+        walkers = to_host(w.position)
         if method == "jarzynski":
-            log_w = np.asarray(w.log_weight)
+            log_w = to_host(w.log_weight)
             log_z = float(state.log_z0 + log_mean_exp(w.log_weight))
     return TrainResult(params=params, history=history, walkers=walkers, log_weights=log_w,
-                       log_z=log_z, method=method, opt_state=carry.opt_state, info=info)
+                       log_z=log_z, method=method, opt_state=carry.opt_state, info=info,
+                       walker_state=state.walkers if method in SAMPLING else None)
