@@ -28,8 +28,7 @@ def test_ising_l8_at_tc_matches_kaufman():
     assert abs(res.log_z - spins.ising_log_z(8, 1.01 * T_CRITICAL)) > 4 * res.log_z_se
 
 
-@pytest.mark.parametrize("kernel", ["gibbs", "metropolis"])
-def test_boltzmann_machine_log_z_matches_enumeration(kernel):
+def test_boltzmann_machine_log_z_matches_enumeration(kernel="metropolis"):
     rng = np.random.default_rng(4)
     a = np.triu(rng.normal(size=(12, 12)) * 0.6, 1)
     model = spins.BoltzmannMachine(J=a + a.T, h=0.3 * rng.normal(size=12))

@@ -73,14 +73,14 @@ def test_every_rung_samples_its_temperature_ising_l4():
     model = spins.Ising(4, T=2.0)
     betas = np.array([1.0, 0.8, 0.6, 0.45])
     res = parallel_tempering(model, np.ones(16), key=jax.random.key(3), kernel="metropolis",
-                             betas=betas, num_samples=2000, num_warmup=100, num_chains=8,
+                             betas=betas, num_samples=1000, num_warmup=100, num_chains=8,
                              progress_bar=False)
     for k, b in enumerate(betas):
         e = res.energies[..., k] / model.beta / 16
         exact = spins.enumerate_exact(spins.Ising(4, T=2.0 / b)).energy_per_spin
         assert abs(e.mean() - exact) < 4 * float(az.mcse(e)), (b, e.mean(), exact)
     assert np.all(res.swap_acceptance > 0.2) and np.all(res.round_trips > 0)
-    assert res.to_arviz().posterior.z.shape == (8, 2000, 16)
+    assert res.to_arviz().posterior.z.shape == (8, 1000, 16)
     assert "swap acceptance" in str(res)
 
 
@@ -97,13 +97,22 @@ def test_double_well_pt_recovers_left_mass_where_mala_does_not():
     se = float(az.mcse(left))
     assert abs(left.mean() - truth) < min(0.01, 4 * se), (left.mean(), se)
     assert np.all(res.round_trips > 10)
-    # a plain MALA chain of the same cost: 8 rungs x (a step + a re-init) per round
+    # plain MALA chains of the same cost (8 rungs x (a step + a re-init) per round), with the
+    # step PT adapted for its target rung
     steps = 2 * 8 * (warm + draws)
-    mcmc = MCMC(ep.MALA(potential_fn=target), num_warmup=warm, num_samples=steps - warm,
-                num_chains=chains, chain_method="vectorized", progress_bar=False, thinning=10)
-    mcmc.run(jax.random.key(1), init_params=np.ones((chains, 1)))
-    mala_left = float(np.mean(np.asarray(mcmc.get_samples())[:, 0] < target.barrier))
-    assert abs(mala_left - truth) > 0.3, mala_left
+
+    def mala_left(key, h):
+        def body(c, k):
+            st, n = c
+            st, _ = ep.kernels.mala_step(k, st, target, h)
+            return (st, n + (st.position[0] < target.barrier).astype(jnp.int32)), None
+        st = ep.kernels.langevin_init(jnp.ones(1), target)
+        n0 = jnp.zeros((), jnp.int32)
+        return jax.lax.scan(body, (st, n0), jax.random.split(key, steps))[0][1] / steps
+
+    single = jax.jit(jax.vmap(mala_left))(jax.random.split(jax.random.key(1), chains),
+                                          jnp.asarray(res.step_size[:, 0]))
+    assert abs(float(np.mean(single)) - truth) > 0.3, single
 
 
 def _ising16(chains, draws, key):
@@ -130,18 +139,22 @@ def test_ising_l16_below_tc_pt_visits_both_magnetizations():
     model, res = _ising16(chains=8, draws=1500, key=0)
     _check_ising16(model, res, tol=0.15)
     assert np.all(res.round_trips > 0)
-    # the same cost without swaps: heat-bath chains started all-up never leave m > 0
-    sweeps = 2 * 12 * 1700
-
+    # the same cost without swaps: heat-bath chains started all-up, one draw per 24 sweeps
+    # (12 rungs x (a sweep + a re-init) per PT round); they rarely tunnel, so the fraction
+    # of draws with m > 0 stays far from 1/2
     def chain(key):
-        def body(st, k):
-            return spins.gibbs_sweep(k, st, model)[0], None
-        st = spins.spin_init(jnp.ones(256), model)
-        st, _ = jax.lax.scan(body, st, jax.random.split(key, sweeps // 10))
-        return st.position.mean()
+        def draw(st, k):
+            st, _ = jax.lax.scan(lambda s, kk: (spins.gibbs_sweep(kk, s, model)[0], None), st,
+                                 jax.random.split(k, 24))
+            return st, jnp.mean(st.position)
+        return jax.lax.scan(draw, spins.spin_init(jnp.ones(256), model),
+                            jax.random.split(key, 1700))[1]
 
-    m = jax.jit(jax.vmap(chain))(jax.random.split(jax.random.key(1), 8))
-    assert np.all(np.asarray(m) > 0.5)
+    m = np.asarray(jax.jit(jax.vmap(chain))(jax.random.split(jax.random.key(1), 8)))
+    assert abs(np.mean(m > 0) - 0.5) > 0.25, np.mean(m > 0, axis=1)
+    flips_single = np.sum(np.diff(np.sign(m), axis=1) != 0)
+    flips_pt = np.sum(np.diff(np.sign(res.samples.mean(-1)), axis=1) != 0)
+    assert flips_pt > 20 * max(flips_single, 1), (flips_pt, flips_single)
 
 
 @pytest.mark.slow
@@ -161,9 +174,8 @@ def test_numpyro_parallel_tempering_kernel():
         mcmc.run(jax.random.key(0), init_params=np.ones((4, 1)), extra_fields=("accept_prob",))
         return mcmc
 
-    # identical draws on a short run (long runs drift apart by rounding: swaps amplify it)
-    np.testing.assert_allclose(run("vectorized", 0, 30).get_samples(),
-                               run("sequential", 0, 30).get_samples(), rtol=1e-9)
+    # (chain methods share the adapter, checked in test_spins.py and test_kernels.py; long
+    # sequential and vectorized runs drift apart by rounding, which swaps amplify)
     mcmc = run("vectorized", 300, 2000)
     z = np.asarray(mcmc.get_samples())
     left = (z[:, 0] < target.barrier).reshape(4, -1).astype(float)
