@@ -32,13 +32,17 @@ from .paths import LinearPath, PathState
 __all__ = ["walker_scale", "jarzynski_move", "mala_move", "hmc_move", "nuts_move", "MOVES"]
 
 
-def walker_scale(positions, precondition: bool = True):
+def walker_scale(positions, precondition: bool = True, max_points: int = 128):
     """Robust per-coordinate scale of the walkers: 1.4826 x the median absolute deviation
     (the std for a Gaussian, but not inflated by a few far walkers: the mouth of a funnel, a
-    distant mode); ones without preconditioning. Non-finite positions are ignored."""
+    distant mode); ones without preconditioning. It uses an evenly strided subset of at most
+    ``max_points`` walkers (every group is represented; a sort of all N walkers per move would
+    cost more than a cheap energy's gradient), and ignores non-finite positions."""
     if not precondition:
         return jnp.ones(positions.shape[-1], positions.dtype)
-    x = jnp.where(jnp.isfinite(positions), positions, jnp.nan)
+    n = positions.shape[0]
+    x = positions[:: max(1, n // max_points)]
+    x = jnp.where(jnp.isfinite(x), x, jnp.nan)
     med = jnp.nanmedian(x, axis=0)
     mad = 1.4826 * jnp.nanmedian(jnp.abs(x - med), axis=0)
     mad = jnp.where(jnp.isfinite(mad), mad, 1.0)
