@@ -10,6 +10,7 @@ be bitwise equal (they usually are not). A multi-process test (2 CPU processes x
 jax.distributed.initialize) checks the same value on one global mesh over two processes.
 """
 
+import json
 import math
 import os
 import socket
@@ -253,3 +254,64 @@ def test_train_devices_errors():
     with pytest.raises(ValueError, match="method='dsm' has none"):
         ep.train(_gauss_energy, params, data, key=jax.random.key(0), method="dsm",
                  devices=4, progress_bar=False)
+
+
+# -- several processes: jax.distributed.initialize on CPU ---------------------------------------
+
+_CHILD = textwrap.dedent("""
+    import json, os, sys
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    import jax
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=sys.argv[1], num_processes=2,
+                               process_id=int(sys.argv[2]), initialization_timeout=120)
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+    import numpyro.distributions as dist
+    import ebm_ppl as ep
+    r = ep.log_partition(ep.targets.two_mode_mixture(d=2), key=jax.random.key(7),
+                         reference=dist.Normal(jnp.zeros(2), 3.0).to_event(1), method="mala",
+                         num_walkers=512, num_groups=8, schedule="linear", num_stages=6,
+                         num_moves=2, progress_bar=False, devices="all")
+    w = r.walkers
+    print("RESULT " + json.dumps(dict(
+        process=jax.process_index(), processes=jax.process_count(),
+        devices=jax.device_count(), log_z=r.log_z, samples_shape=list(r.samples.shape),
+        fully_addressable=w.is_fully_addressable,
+        local_rows=sum(s.data.shape[0] for s in w.addressable_shards))), flush=True)
+""")
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_share_one_global_walker_mesh(evidence_pair):
+    """2 CPU processes x 2 devices = one 4-device mesh spanning processes (gloo collectives):
+    each process holds half the walkers, and log Z equals the single-device run's."""
+    _, one, _ = evidence_pair
+    address = f"127.0.0.1:{_free_port()}"
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_PLATFORMS")}
+    env["JAX_PLATFORMS"] = "cpu"
+    procs = [subprocess.Popen([sys.executable, "-c", _CHILD, address, str(i)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    outs = []
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=300)
+            lines = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
+            assert p.returncode == 0 and lines, err[-3000:]
+            outs.append(json.loads(lines[-1][7:]))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert sorted(o["process"] for o in outs) == [0, 1]
+    for o in outs:
+        assert o["processes"] == 2 and o["devices"] == 4
+        assert not o["fully_addressable"] and o["local_rows"] == 256  # half the walkers here
+        assert o["samples_shape"] == [512, 2]  # gathered for the result
+        assert abs(o["log_z"] - one.log_z) < 1e-9
