@@ -91,7 +91,7 @@ def tempering_loop(L, R, beta, sweeps, dtype):
     from ebm_ppl.tempering import pt_init, pt_step
 
     model = spins.Ising(L, beta=beta)
-    betas = jnp.asarray(np.geomspace(1.0, 0.6, R), dtype)
+    betas = np.geomspace(1.0, 0.6, R)  # a concrete ladder (numpy) enables the rescaling path
     state = pt_init(jnp.ones((R, L * L), dtype), model, betas, spins.spin_init)
 
     @jax.jit

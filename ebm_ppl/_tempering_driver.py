@@ -184,7 +184,7 @@ def parallel_tempering(potential_fn, init_position, *, key, kernel="mala", betas
     dtype = x0.dtype
     betas_j, h_j = jnp.asarray(betas, dtype), jnp.asarray(h, dtype)
     da_init, da_update = dual_averaging()
-    kw = dict(betas=betas_j, kernel_step=step_fn, kernel_init=init_fn)
+    kw = dict(betas=betas, kernel_step=step_fn, kernel_init=init_fn)  # numpy: see pt_step
 
     def one_round(carry, k, adapting):
         pt, da, log_h = carry
@@ -288,7 +288,7 @@ class ParallelTempering(PureKernelSampler):
         def pure_step(key, state, flat_potential, step):
             new, info = pt_step(key, state, own or flat_potential,
                                 step * jnp.asarray(scale, state.energies.dtype),
-                                betas=jnp.asarray(self.betas, state.energies.dtype),
+                                betas=self.betas,
                                 kernel_step=step_fn, kernel_init=init_fn)
             return new, info
 

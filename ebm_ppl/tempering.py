@@ -5,9 +5,10 @@ on the tempered energy ``beta_r U`` (a spin model keeps its fast local fields th
 ``tempered`` method). After every round of moves, neighbouring rungs propose to exchange their
 configurations with probability ``min(1, exp((beta_r - beta_{r+1}) (U(x_r) - U(x_{r+1}))))``;
 even and odd pairs alternate (the deterministic even-odd scheme of Okabe et al. 2001 / Syed et
-al. 2019, non-reversible, with better round trips than random pair choice). A swapped slot is
-re-initialised at its new temperature (one ``init`` per replica and round: the kernel state
-caches U and grad U of *its* temperature).
+al. 2019, non-reversible, with better round trips than random pair choice). The kernel state
+caches U (and grad U) of *its* temperature, so a swapped state is rescaled by beta_new /
+beta_old when that is all it caches (Langevin, random-walk and spin kernels: a round costs one
+kernel step per rung) and re-initialised at its new temperature otherwise.
 
 Diagnostics: swap acceptance per neighbouring pair, and round trips: a configuration that
 leaves the target rung (slot 0), reaches the hottest rung and comes back completes one.
@@ -94,12 +95,37 @@ def pt_init(positions: Array, potential_fn: Callable, betas, kernel_init: Callab
                    zeros, jnp.zeros((), jnp.int32))
 
 
+_LINEAR_FIELDS = ("potential_energy", "grad")  # cached quantities proportional to beta
+
+
+def _positive_ladder(betas):
+    """The ladder as numpy when it is concrete and every rung has beta > 0, else None."""
+    try:
+        b = np.asarray(betas, np.float64)
+    except jax.errors.TracerArrayConversionError:
+        return None
+    return b if np.all(b > 0) else None
+
+
+def _rescalable(replicas) -> bool:
+    """Kernel states whose only potential-dependent fields are U and grad U (Langevin,
+    random-walk, spin states): moved to another rung, they are rescaled, not re-initialised."""
+    fields = getattr(type(replicas), "_fields", None)
+    return (fields is not None and "potential_energy" in fields
+            and set(fields) <= {"position", *_LINEAR_FIELDS})
+
+
 def pt_step(key: Array, state: PTState, potential_fn: Callable, step_size, *, betas,
             kernel_step: Callable, kernel_init: Callable) -> tuple[PTState, PTInfo]:
     """One round: a kernel step in every replica, then one even or odd swap sweep.
 
-    ``step_size`` is a scalar or one step per replica.
+    ``step_size`` is a scalar or one step per replica. When the ladder is concrete with all
+    beta > 0 and the kernel state caches only U and grad U (Langevin, random-walk and spin
+    kernels), the untempered energies are read from the states (``U = U_beta / beta``) and a
+    swapped state is rescaled by ``beta_new / beta_old``: a round then costs one kernel step
+    per rung. Otherwise U is evaluated at every rung and swapped rungs are re-initialised.
     """
+    ladder = _positive_ladder(betas)
     betas = jnp.asarray(betas, state.energies.dtype)
     r = betas.shape[0]
     steps = jnp.broadcast_to(jnp.asarray(step_size, betas.dtype), (r,))
@@ -109,8 +135,12 @@ def pt_step(key: Array, state: PTState, potential_fn: Callable, step_size, *, be
         return kernel_step(k, s, tempered(potential_fn, b), h)
 
     replicas, info = jax.vmap(move)(jax.random.split(key_move, r), state.replicas, betas, steps)
+    fast = ladder is not None and _rescalable(replicas)
     positions = replicas.position
-    u = jax.vmap(potential_fn)(positions)
+    if fast:
+        u = replicas.potential_energy / betas
+    else:
+        u = jax.vmap(potential_fn)(positions)
 
     pair = jnp.arange(r - 1)
     attempt = (pair % 2) == (state.num_rounds % 2)
@@ -125,9 +155,16 @@ def pt_step(key: Array, state: PTState, potential_fn: Callable, step_size, *, be
 
     positions, u = positions[src], u[src]
     moved = jax.tree.map(lambda a: a[src], replicas)
-    fresh = jax.vmap(lambda x, b: kernel_init(x, tempered(potential_fn, b)))(positions, betas)
-    replicas = jax.tree.map(
-        lambda a, b: jnp.where(changed.reshape((r,) + (1,) * (a.ndim - 1)), a, b), fresh, moved)
+    if fast:
+        ratio = betas / betas[src]
+        replicas = moved._replace(**{
+            f: getattr(moved, f) * ratio.reshape((r,) + (1,) * (getattr(moved, f).ndim - 1))
+            for f in _LINEAR_FIELDS if f in type(moved)._fields})
+    else:
+        fresh = jax.vmap(lambda x, b: kernel_init(x, tempered(potential_fn, b)))(positions, betas)
+        replicas = jax.tree.map(
+            lambda a, b: jnp.where(changed.reshape((r,) + (1,) * (a.ndim - 1)), a, b),
+            fresh, moved)
 
     walkers = state.walker_at_slot[src]
     label = state.walker_label
