@@ -6,7 +6,8 @@ times; the table shows the median and its ratio to the bare loop:
 
 * bare loop     -- ``lax.scan`` of the ULA update and one ``vmap(value_and_grad(U))``: the
                    floor for any gradient sampler (one normal draw for all walkers per step).
-* ep ULA/MALA   -- the pure kernels ``ula_step`` / ``mala_step`` vmapped over walkers (one
+* ep ULA/MALA/Jarzynski -- the pure kernels ``ula_step`` / ``mala_step`` / ``jarzynski_step``
+                   (ULA + the eq. 102-103 log weight) vmapped over walkers (one
                    key per walker, as in ``chain_method="vectorized"``) inside ``lax.scan``.
 * ep.ULA/ep.MALA (MCMC) -- the ``numpyro.infer.MCMC`` kernels: ``kernel.init`` with a batch
                    of keys (what MCMC does with vectorized chains) and ``lax.scan`` of
@@ -67,7 +68,7 @@ def build_variants(args):
     from numpyro.infer import HMC
 
     import ebm_ppl as ep
-    from ebm_ppl.kernels import langevin_init, mala_step, ula_step
+    from ebm_ppl.kernels import jarzynski_init, jarzynski_step, langevin_init, mala_step, ula_step
 
     target = ep.targets.two_mode_mixture(d=args.dim)
     potential = target.potential
@@ -94,9 +95,9 @@ def build_variants(args):
         return jax.lax.scan(body, carry, None, length=steps)[0]
 
     # -- pure kernels, vmapped over walkers ---------------------------------------------
-    def pure(step):
+    def pure(step, init_fn=langevin_init):
         def init(key):
-            return key, jax.vmap(lambda x: langevin_init(x, potential))(start(key))
+            return key, jax.vmap(lambda x: init_fn(x, potential))(start(key))
 
         def run(carry):
             one = jax.vmap(lambda k, s: step(k, s, potential, h))
@@ -144,6 +145,7 @@ def build_variants(args):
     variants = {
         "bare loop": (bare_init, bare_run),
         "ep ULA (pure kernel)": pure(ula_step),
+        "ep Jarzynski (pure kernel)": pure(jarzynski_step, jarzynski_init),
         "ep MALA (pure kernel)": pure(mala_step),
         "ep.ULA (MCMC kernel)": numpyro_kernel(
             lambda: ep.ULA(potential_fn=potential, step_size=h)),
