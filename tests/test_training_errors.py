@@ -102,6 +102,16 @@ def test_divergence_is_a_clear_error():
                optimizer=optax.sgd(1e3), num_iterations=50)  # one step makes s < 0
 
 
+def test_nce_needs_a_log_z_optimizer_when_the_optimizer_is_structured():
+    labels = {"means": "m", "log_weights": "w"}
+    opt = optax.multi_transform({"m": optax.sgd(0.1), "w": optax.sgd(0.1)}, labels)
+    with pytest.raises(ValueError, match="pass log_z_optimizer="):
+        _train(energy=FAMILY.energy_fn, method="nce", optimizer=opt)
+    fit = _train(energy=FAMILY.energy_fn, method="nce", optimizer=opt,
+                 log_z_optimizer=optax.sgd(0.1))
+    assert np.isfinite(fit.log_z) and fit.params.keys() == FAMILY.params.keys()
+
+
 def test_track_must_be_callable():
     with pytest.raises(ValueError, match="track must be callable"):
         _train(energy=FAMILY.energy_fn, method="sm", track=3)

@@ -12,7 +12,8 @@ the identity. With U = -log rho_theta (up to log Z) the model score is -grad U.
   N(0, sigma^2 I), not of the data itself.
 * ``ssm``: J = E_* E_v[(v . grad U)^2 / 2 - v^T H v], v ~ N(0, I) (Song et al. 2020).
 * ``nce``: logistic loss between data and noise (Gutmann & Hyvarinen 2010), with log Z learned
-  as a parameter ``c``: log rho_theta = -U - c, so ``c`` estimates log Z_theta. As in their
+  as a parameter ``c`` (in the estimator's state, with its own optax transformation):
+  log rho_theta = -U - c, so ``c`` estimates log Z_theta. As in their
   paper the noise sample (``noise_ratio`` draws per data point) is drawn once; its log density
   and that of the data are computed once and kept in the estimator's state.
 """
@@ -23,6 +24,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from .sampling import Estimator, rows
 
@@ -114,31 +116,42 @@ def default_noise(data):
     return dist.MultivariateNormal(data.mean(0), covariance_matrix=cov)
 
 
-def noise_contrastive(energy_fn, data, *, noise, noise_ratio: int = 1) -> Estimator:
-    """NCE: params are ``{"params": theta, "log_z": c}``; ``noise`` a NumPyro distribution
-    with event shape ``(d,)``; ``noise_ratio`` (nu) noise draws per data point."""
+def noise_contrastive(energy_fn, data, *, noise, noise_ratio: int = 1, log_z0,
+                      log_z_optimizer) -> Estimator:
+    """NCE with ``noise`` a NumPyro distribution with event shape ``(d,)`` and ``noise_ratio``
+    (nu) noise draws per data point. The learned log Z (``c``) lives in the estimator's state
+    with its own optax ``log_z_optimizer``, so the user's optimizer sees the user's params."""
     log_nu = math.log(noise_ratio)
     n = data.shape[0]
 
     def init(key, params):
         fake = noise.sample(key, (noise_ratio * n,)).astype(data.dtype)
+        c = jnp.asarray(log_z0, data.dtype)
         return {"noise": fake, "noise_log_prob": noise.log_prob(fake).astype(data.dtype),
-                "data_log_prob": noise.log_prob(data).astype(data.dtype)}
+                "data_log_prob": noise.log_prob(data).astype(data.dtype), "log_z": c,
+                "log_z_opt": log_z_optimizer.init(c)}
 
-    def logit(params, x, log_noise):
-        # log-odds that x is data: log rho_theta(x) - log(nu rho_noise(x))
-        log_model = -jax.vmap(energy_fn, in_axes=(None, 0))(params["params"], x) - params["log_z"]
+    def logit(params, c, x, log_noise):
+        # log-odds that x is data: log rho_theta(x) - log(nu rho_noise(x)), log rho = -U - c
+        log_model = -jax.vmap(energy_fn, in_axes=(None, 0))(params, x) - c
         return log_model - log_noise - log_nu
 
-    def loss_fn(key, params, state, idx):
+    def loss_fn(params, c, key, state, idx):
         if idx is None:
             x, lx, y, ly = data, state["data_log_prob"], state["noise"], state["noise_log_prob"]
         else:
             j = jax.random.randint(key, (noise_ratio * idx.shape[0],), 0, noise_ratio * n)
             x, lx = data[idx], state["data_log_prob"][idx]
             y, ly = state["noise"][j], state["noise_log_prob"][j]
-        loss = -(jnp.mean(jax.nn.log_sigmoid(logit(params, x, lx)))
-                 + noise_ratio * jnp.mean(jax.nn.log_sigmoid(-logit(params, y, ly))))
-        return loss, {"log_z": params["log_z"]}
+        return -(jnp.mean(jax.nn.log_sigmoid(logit(params, c, x, lx)))
+                 + noise_ratio * jnp.mean(jax.nn.log_sigmoid(-logit(params, c, y, ly))))
 
-    return _loss_estimator(loss_fn, init)
+    def estimate(key, params, state, idx):
+        c = state["log_z"]
+        loss, (grads, grad_c) = jax.value_and_grad(loss_fn, argnums=(0, 1))(
+            params, c, key, state, idx)
+        updates, opt = log_z_optimizer.update(grad_c, state["log_z_opt"], c)
+        state = {**state, "log_z": optax.apply_updates(c, updates), "log_z_opt": opt}
+        return grads, state, {"loss": loss, "log_z": c}
+
+    return Estimator(init, estimate, _identity_advance)

@@ -58,7 +58,8 @@ def _estimator(cfg: dict, energy_fn, data, init_walkers=None, log_z0=None) -> Es
     if m == "ssm":
         return sliced_score_matching(energy_fn, data, num_projections=cfg["num_projections"])
     noise = default_noise(data) if cfg["noise"] is None else cfg["noise"]
-    return noise_contrastive(energy_fn, data, noise=noise, noise_ratio=cfg["noise_ratio"])
+    return noise_contrastive(energy_fn, data, noise=noise, noise_ratio=cfg["noise_ratio"],
+                             log_z0=log_z0, log_z_optimizer=cfg["log_z_optimizer"])
 
 
 @functools.lru_cache(maxsize=8)
@@ -67,7 +68,6 @@ def _programs(cfg_items: tuple, energy_fn, optimizer, chunk_size: int, track=Non
     energy, optimizer and options in one session compile once."""
     cfg = dict(cfg_items)
     batch_size = cfg["batch_size"]
-    unwrap = (lambda p: p["params"]) if cfg["method"] == "nce" else (lambda p: p)
 
     def chunk(carry, start, stop, data, key):
         est = _estimator(cfg, energy_fn, data)
@@ -80,7 +80,7 @@ def _programs(cfg_items: tuple, energy_fn, optimizer, chunk_size: int, track=Non
             updates, opt_state = optimizer.update(grads, carry.opt_state, carry.params)
             params = optax.apply_updates(carry.params, updates)
             state, m2 = est.advance(k_adv, params, state, k)
-            m3 = {} if track is None else track(unwrap(carry.params))
+            m3 = {} if track is None else track(carry.params)
             return Carry(params, opt_state, state), {**m1, **m2, **m3}
 
         def body(carry, k):
@@ -115,7 +115,8 @@ def train(energy_fn: Callable, params, data, *, key, method: str = "jarzynski",
           sm_trace: str = "auto", num_projections: int = 1, chunk_size: int | None = None,
           checkpoint_dir=None, checkpoint_every: int | None = None, resume: bool = False,
           progress_bar: bool = True, callback: Callable | None = None,
-          track: Callable | None = None, devices=None, mesh=None) -> TrainResult:
+          track: Callable | None = None, log_z_optimizer=None, devices=None,
+          mesh=None) -> TrainResult:
     """Train ``energy_fn(params, x) -> scalar`` on ``data`` (shape ``(n, d)``).
 
     ``params`` is any pytree of float arrays (plain dicts/lists, flax ``init`` output; for
@@ -126,8 +127,7 @@ def train(energy_fn: Callable, params, data, *, key, method: str = "jarzynski",
         method: ``"jarzynski"`` (eq. 102-106), ``"pcd"`` (Algorithm 2), ``"cd"`` (Algorithm 1),
             ``"sm"``, ``"dsm"``, ``"ssm"`` or ``"nce"`` (seed 6.2).
         optimizer: any optax transformation (default ``optax.adam(1e-3)``); per-parameter
-            rates via ``optax.multi_transform``. For ``"nce"`` it sees
-            ``{"params": params, "log_z": c}``.
+            rates via ``optax.multi_transform``.
         num_walkers, step_size, num_steps: walkers and ULA steps per update (sampling methods).
         batch_size: data points per iteration for the data term, drawn with replacement
             (default: all, as in Algorithms 1-2).
@@ -139,6 +139,8 @@ def train(energy_fn: Callable, params, data, *, key, method: str = "jarzynski",
         reinit_every: ``cd`` re-draws walkers from the data every so many iterations.
         noise, noise_ratio: NCE noise distribution (default: Gaussian with the data's mean and
             twice its covariance) and noise draws per data point (drawn once, fixed).
+        log_z_optimizer: optax transformation of NCE's learned log Z (default: ``optimizer``
+            itself when it applies to a scalar, e.g. adam or sgd).
         noise_scale: DSM corruption scale. sm_trace: ``"auto"|"exact"|"hutchinson"``.
         chunk_size: iterations per compiled chunk (progress bar and callback between chunks).
         checkpoint_dir, checkpoint_every, resume: atomic checkpoints; ``resume=True``
@@ -152,6 +154,8 @@ def train(energy_fn: Callable, params, data, *, key, method: str = "jarzynski",
             keeps the final walkers on the devices.
     """
     t0 = time.perf_counter()
+    if (resume or checkpoint_every is not None) and checkpoint_dir is None:
+        raise ValueError("resume=True and checkpoint_every need checkpoint_dir")
     v = validate(energy_fn, params, data, key=key, method=method, optimizer=optimizer,
                  num_walkers=num_walkers, step_size=step_size, num_iterations=num_iterations,
                  num_steps=num_steps, batch_size=batch_size, init_walkers=init_walkers,
@@ -169,13 +173,12 @@ def train(energy_fn: Callable, params, data, *, key, method: str = "jarzynski",
         check_divisible(cfg["num_walkers"], sharding)
     if track is not None and not callable(track):
         raise ValueError(f"track must be callable, got {type(track).__name__}")
-    if (resume or checkpoint_every is not None) and checkpoint_dir is None:
-        raise ValueError("resume=True and checkpoint_every need checkpoint_dir")
     info = {"method": method}
+    nce_c0 = None
     if method == "nce":
-        c0 = log_z0 if log_z0 is not None else _nce_log_z_start(energy_fn, params, data, cfg)
-        params = {"params": params, "log_z": jnp.asarray(c0, data.dtype)}
-        info["log_z0"] = float(c0)
+        cfg["log_z_optimizer"] = _check_log_z_optimizer(log_z_optimizer, optimizer, data.dtype)
+        nce_c0 = log_z0 if log_z0 is not None else _nce_log_z_start(energy_fn, params, data, cfg)
+        info["log_z0"] = float(nce_c0)
     fingerprint = _fingerprint(cfg, data, key, params)
     chunk = chunk_size or min(100, checkpoint_every or 100)
     start, history = 0, {}
@@ -196,7 +199,7 @@ def train(energy_fn: Callable, params, data, *, key, method: str = "jarzynski",
         start, carry, history, extra = ckpt.load(checkpoint_dir, template, fingerprint)
         info.update(extra["info"], resumed_from=start)
     else:
-        walkers0, log_z_0 = v.init_walkers, log_z0
+        walkers0, log_z_0 = v.init_walkers, nce_c0
         if method == "jarzynski":
             walkers0, log_z_0 = _jarzynski_start(cfg, energy_fn, params, data, key, v, info,
                                                  sharding)
@@ -218,6 +221,21 @@ def train(energy_fn: Callable, params, data, *, key, method: str = "jarzynski",
                       "got weight zero; a smaller step_size avoids this", RuntimeWarning,
                       stacklevel=2)
     return _result(method, carry, history, info)
+
+
+def _check_log_z_optimizer(log_z_optimizer, optimizer, dtype):
+    """NCE's optimizer of c: the given one, or the user's optimizer if it takes a scalar."""
+    tx = optimizer if log_z_optimizer is None else log_z_optimizer
+    if not all(callable(getattr(tx, a, None)) for a in ("init", "update")):
+        raise ValueError("log_z_optimizer must be an optax GradientTransformation")
+    c = jax.ShapeDtypeStruct((), dtype)
+    try:
+        jax.eval_shape(lambda c: tx.update(c, tx.init(c), c), c)
+    except Exception as err:  # noqa: BLE001 -- e.g. multi_transform labels for the params
+        raise ValueError(
+            "method='nce' learns log Z as a scalar: the optimizer does not apply to a scalar "
+            f"({type(err).__name__}); pass log_z_optimizer= (e.g. optax.adam(1e-2))") from None
+    return tx
 
 
 def _nce_log_z_start(energy_fn, params, data, cfg):
@@ -331,10 +349,9 @@ def _jsonable(info):
 
 def _result(method, carry, history, info):
     params, walkers, log_w, log_z = carry.params, None, None, None
-    if method == "nce":
-        log_z = float(params["log_z"])
-        params = params["params"]
     state = carry.state
+    if method == "nce":
+        log_z = float(state["log_z"])
     if method in SAMPLING:
         w = state.walkers
         walkers = to_host(w.position)
