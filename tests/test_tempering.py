@@ -140,9 +140,9 @@ def test_double_well_pt_recovers_left_mass_where_mala_does_not():
     se = float(az.mcse(left))
     assert abs(left.mean() - truth) < min(0.01, 4 * se), (left.mean(), se)
     assert np.all(res.round_trips > 10)
-    # plain MALA chains of the same cost (8 rungs x (a step + a re-init) per round), with the
-    # step PT adapted for its target rung
-    steps = 2 * 8 * (warm + draws)
+    # plain MALA chains of the same cost (8 rungs x one MALA step per round: swapped states
+    # are rescaled, not re-initialised), with the step PT adapted for its target rung
+    steps = 8 * (warm + draws)
 
     def mala_left(key, h):
         def body(c, k):
@@ -182,13 +182,13 @@ def test_ising_l16_below_tc_pt_visits_both_magnetizations():
     model, res = _ising16(chains=8, draws=1500, key=0)
     _check_ising16(model, res, tol=0.15)
     assert np.all(res.round_trips > 0)
-    # the same cost without swaps: heat-bath chains started all-up, one draw per 24 sweeps
-    # (12 rungs x (a sweep + a re-init) per PT round); they rarely tunnel, so the fraction
-    # of draws with m > 0 stays far from 1/2
+    # the same cost without swaps: heat-bath chains started all-up, one draw per 12 sweeps
+    # (12 rungs x one sweep per PT round); they rarely tunnel, so the fraction of draws with
+    # m > 0 stays far from 1/2
     def chain(key):
         def draw(st, k):
             st, _ = jax.lax.scan(lambda s, kk: (spins.gibbs_sweep(kk, s, model)[0], None), st,
-                                 jax.random.split(k, 24))
+                                 jax.random.split(k, 12))
             return st, jnp.mean(st.position)
         return jax.lax.scan(draw, spins.spin_init(jnp.ones(256), model),
                             jax.random.split(key, 1700))[1]
