@@ -31,7 +31,7 @@ import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 __all__ = ["WALKER_AXIS", "walker_mesh", "walker_sharding", "num_shards", "check_divisible",
-           "shard_walkers", "sharded_jit", "to_host"]
+           "shard_walkers", "sharding_of", "constrain_walkers", "sharded_jit", "to_host"]
 
 WALKER_AXIS = "walkers"
 
@@ -141,6 +141,29 @@ def shard_walkers(tree, sharding: NamedSharding | None, num_walkers: int | None 
     n = int(num_walkers)
     check_divisible(n, sharding)
     return jax.tree.map(lambda a: _put(a, _leaf_sharding(a, n, sharding)), tree)
+
+
+def sharding_of(tree) -> NamedSharding | None:
+    """The walker sharding of a placed walker pytree (its first leaf's, over the first axis),
+    or None when the walkers are not split over a ``"walkers"`` mesh axis."""
+    leaves = [a for a in jax.tree.leaves(tree) if np.ndim(a) >= 1]
+    s = getattr(leaves[0], "sharding", None) if leaves else None
+    if isinstance(s, NamedSharding) and len(s.spec) and s.spec[0] is not None \
+            and not s.is_fully_replicated:
+        return NamedSharding(s.mesh, PartitionSpec(s.spec[0]))
+    return None
+
+
+def constrain_walkers(tree, sharding: NamedSharding | None, num_walkers: int):
+    """Inside jit: pin leaves with leading axis ``num_walkers`` to the walker sharding
+    (``with_sharding_constraint``), so that a gather whose output GSPMD would replicate (a
+    resampling within one group spanning every device) does not silently un-shard the walkers.
+    Identity when ``sharding`` is None."""
+    if sharding is None:
+        return tree
+    return jax.tree.map(
+        lambda a: jax.lax.with_sharding_constraint(a, sharding)
+        if np.ndim(a) >= 1 and np.shape(a)[0] == num_walkers else a, tree)
 
 
 @lru_cache(maxsize=32)

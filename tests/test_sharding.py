@@ -125,6 +125,30 @@ def test_reductions_over_sharded_walkers_are_global_not_per_shard():
     assert max(abs(p - float(ref[0])) for p in per_shard) > 1e-3
 
 
+@pytest.mark.parametrize("groups", [1, 2, 8])
+def test_group_resampling_gather_is_exact_and_local_when_groups_align(groups):
+    """The engine's resampling gather on sharded walkers equals NumPy's fancy indexing; with
+    groups a multiple of the 4 devices it moves no walker between devices (no all-gather in
+    the compiled program), otherwise XLA gathers across devices."""
+    import re
+
+    from ebm_ppl.evidence.engine import _group_gather
+
+    s = sh.walker_sharding(devices=4)
+    n = 64
+    x = jax.random.normal(jax.random.key(0), (n, 3))
+    idx = jax.random.randint(jax.random.key(1), (groups, n // groups), 0, n // groups)
+    fn = jax.jit(lambda a, i: sh.constrain_walkers(_group_gather(a, i), s, n))
+    got = fn(sh.shard_walkers(x, s), idx)
+    rows = (np.asarray(idx) + (n // groups) * np.arange(groups)[:, None]).reshape(-1)
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(x)[rows])
+    assert _is_walker_sharded(got)
+    hlo = fn.lower(sh.shard_walkers(x, s), idx).compile().as_text()
+    gathers = len(re.findall(r"all-gather(?:-start)?\(", hlo))
+    assert (gathers == 0) == (groups % 4 == 0)
+    assert sh.sharding_of(got) == s and sh.sharding_of(x) is None
+
+
 def test_sharded_jit_creates_walkers_in_their_blocks():
     s = sh.walker_sharding(devices=4)
     draw = sh.sharded_jit(lambda k: jax.random.normal(k, (64, 3)), s)
@@ -288,6 +312,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # ~40 s on 2 idle cores (two fresh JAX processes compile the same stage)
 def test_two_processes_share_one_global_walker_mesh(evidence_pair):
     """2 CPU processes x 2 devices = one 4-device mesh spanning processes (gloo collectives):
     each process holds half the walkers, and log Z equals the single-device run's."""

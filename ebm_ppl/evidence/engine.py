@@ -46,7 +46,7 @@ import numpy as np
 from jax.tree_util import Partial
 
 from ..errors import SamplingDivergedError
-from ..sharding import to_host
+from ..sharding import constrain_walkers, sharding_of, to_host
 from .resampling import ess_fraction, log_mean_exp, normalize_log_weights, resample_if
 from .schedules import Adaptive, increment, next_beta
 
@@ -104,6 +104,7 @@ class _Config(NamedTuple):
     step_jitter: float
     adapt_gain: float
     record_increments: bool
+    sharding: Any = None  # the walkers' NamedSharding (ebm_ppl.sharding), kept at every stage
 
 
 def _step_signal(accept, target):
@@ -135,8 +136,8 @@ def _stage(carry: _Carry, beta_target, use_target, adapt_on, move, delta_fn, cfg
     ess = ess_fraction((log_w + log_z_acc[:, None]).reshape(-1))
     res = jax.vmap(resample_if, in_axes=(0, 0, None))(
         jax.random.split(k_res, g), log_w, cfg.resample_threshold)
-    idx = (res.indices + n * jnp.arange(g)[:, None]).reshape(-1)
-    state = jax.tree.map(lambda a: a[idx], carry.state)
+    state = constrain_walkers(jax.tree.map(lambda a: _group_gather(a, res.indices),
+                                           carry.state), cfg.sharding, g * n)
     log_w, log_z_acc = res.log_w, log_z_acc + res.log_z_increment
     alive_mid = jnp.isfinite((log_w + log_z_acc[:, None]).reshape(-1))
 
@@ -161,7 +162,8 @@ def _stage(carry: _Carry, beta_target, use_target, adapt_on, move, delta_fn, cfg
     W = jnp.exp(normalize_log_weights(log_w, axis=-1))
     mean_delta = jnp.sum(W * jnp.where(jnp.isfinite(v_after), v_after, 0.0).reshape(g, n),
                          axis=-1)
-    new = _Carry(state, log_w, log_z_acc, b_next, log_step, key)
+    new = _Carry(constrain_walkers(state, cfg.sharding, g * n), log_w, log_z_acc, b_next,
+                 log_step, key)
     alive = jnp.isfinite(_global_log_w(new))
     record = dict(beta=b_next, ess=ess, accept=accept, step_size=jnp.exp(log_step),
                   num_resampled=jnp.sum(res.resampled), num_grads=grads,
@@ -169,6 +171,16 @@ def _stage(carry: _Carry, beta_target, use_target, adapt_on, move, delta_fn, cfg
                   alive=jnp.sum(alive), num_dead=died + jnp.sum(alive_mid & ~alive))
     extra = (inc, glw) if cfg.record_increments else None
     return new, record, extra
+
+
+def _group_gather(a, indices):
+    """``a[k]`` for the walkers ``k`` that ``indices`` (G, n) picks within each group, as a
+    gather batched over groups: when the walkers are sharded and the groups line up with the
+    shards (``num_groups`` a multiple of the devices), XLA resamples without moving walkers
+    between devices; otherwise it gathers across devices. Same result either way."""
+    g, n = indices.shape
+    picked = jax.vmap(lambda b, i: b[i])(a.reshape((g, n) + a.shape[1:]), indices)
+    return picked.reshape(a.shape)
 
 
 def _as_partial(fn):
@@ -202,7 +214,8 @@ def anneal(key, state, *, delta_fn: Callable, move: Callable, schedule, log_z0: 
     cfg = _Config(adaptive=adaptive, num_moves=int(num_moves),
                   resample_threshold=float(resample_threshold),
                   target_accept=float(target_accept), step_jitter=float(step_jitter),
-                  adapt_gain=float(adapt_gain), record_increments=bool(record_increments))
+                  adapt_gain=float(adapt_gain), record_increments=bool(record_increments),
+                  sharding=sharding_of(state))
     move, delta_fn = _as_partial(move), _as_partial(delta_fn)
     g = int(num_groups)
     carry = _Carry(state, jnp.zeros((g, n_total // g), dtype), jnp.zeros((g,), dtype),
