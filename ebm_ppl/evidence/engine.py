@@ -239,7 +239,7 @@ def anneal(key, state, *, delta_fn: Callable, move: Callable, schedule, log_z0: 
             rec = to_host(rec)  # jax.device_get, also when the walkers span processes
             records.append(rec)
             if extra is not None:
-                extras.append(extra)
+                extras.append(to_host(extra))  # on the host: O(N) per stage, asked for
             stage, beta = stage + 1, float(rec["beta"])
             if int(rec["alive"]) == 0:
                 raise SamplingDivergedError(
