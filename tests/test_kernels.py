@@ -226,10 +226,6 @@ def _one_step_params():
         marks = []
         if _is_spin_kernel(cls):
             marks.append(pytest.mark.skip(reason="spin sweeps use local fields, not U"))
-        elif "num_replicas" in inspect.signature(cls).parameters:
-            marks.append(pytest.mark.xfail(strict=True, reason=(
-                "pt_step re-evaluates U at the moved positions and re-runs kernel_init "
-                "(a value_and_grad at every rung) after the swap: 3 evaluations per round")))
         yield pytest.param(cls, id=cls.__name__, marks=marks)
 
 
