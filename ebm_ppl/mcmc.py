@@ -146,8 +146,9 @@ class PureKernelSampler(MCMCKernel):
             sample_one = jax.vmap(sample_one, in_axes=(0, None, None))
         else:
             state = init_one(init_params, rng_key)
-        if self._sample_fn is None:
-            self._sample_fn = sample_one
+        # always rebind: a kernel reused with another chain_method (vectorized <-> not) or
+        # new init_params must not keep the previous run's (possibly vmapped) sample function
+        self._sample_fn = sample_one
         return state
 
     def sample(self, state, model_args, model_kwargs):

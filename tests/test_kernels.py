@@ -250,3 +250,18 @@ def test_one_step_costs_one_potential_evaluation(cls):
     calls.clear()
     jax.make_jaxpr(jax.vmap(lambda s: kernel.sample(s, (), {})))(state)
     assert len(calls) == 1
+
+
+def test_kernel_object_reused_across_chain_methods():
+    """One kernel instance serves vectorized, then sequential, then vectorized runs (the
+    adapter rebinds its sample function at every init) with identical draws for one key."""
+    target = ep.targets.anisotropic_gaussian_2d()
+    kernel = ep.MALA(potential_fn=target)
+    draws = []
+    for method in ("vectorized", "sequential", "vectorized"):
+        mcmc = MCMC(kernel, num_warmup=30, num_samples=30, num_chains=2, chain_method=method,
+                    progress_bar=False)
+        mcmc.run(jax.random.key(0), init_params=jnp.zeros((2, 2)))
+        draws.append(np.asarray(mcmc.get_samples()))
+    np.testing.assert_allclose(draws[0], draws[1], rtol=0, atol=1e-10)
+    np.testing.assert_array_equal(draws[0], draws[2])
