@@ -5,7 +5,9 @@ an ill-conditioned rotated Gaussian (d = 10, kappa = 100), Neal's funnel (d = 10
 10-D two-mode mixture of issue 3 (modes at -3 and +3 on every axis, scales 1 and 0.5, weights
 0.2 and 0.8, log Z = 0) and, without ``--quick``, the ill-conditioned Gaussian in d = 100.
 
-Peers: ``blackjax.adaptive_tempered_smc`` with a MALA inner kernel (4096 particles, 10 MALA
+Peers: dynesty with ``--dynesty SEEDS`` (static nested sampling, 500 live points, same prior;
+its cost is counted in likelihood calls, not gradients; d <= 10; not a dependency), and
+``blackjax.adaptive_tempered_smc`` with a MALA inner kernel (4096 particles, 10 MALA
 steps per stage, target ESS 0.5, systematic resampling), its step tuned over a grid as a user
 would; the best step per target is the one compared. Ours: ``ep.log_partition`` with methods
 "hmc" (default), "mala" and "jarzynski" on the same reference, and "hmc" with the automatic
@@ -98,6 +100,32 @@ def blackjax_runner(target, step, n=4096, num_mcmc_steps=10, target_ess=0.5):
     return run
 
 
+# -- dynesty (optional) --------------------------------------------------------------------------
+
+def dynesty_runner(target, nlive=500):
+    """Nested sampling with the same reference as prior; no gradients, so its 'grads' column
+    counts likelihood calls."""
+    import dynesty
+    from scipy.stats import norm
+
+    d = target.dim
+    loglik = jax.jit(lambda x: -target.potential(x) + 0.5 * jnp.sum(x**2) / REF_SCALE**2
+                     + 0.5 * d * math.log(2 * math.pi * REF_SCALE**2))
+
+    def run(seed):
+        t0, c0 = time.perf_counter(), time.process_time()
+        sampler = dynesty.NestedSampler(lambda x: float(loglik(x)),
+                                        lambda u: REF_SCALE * norm.ppf(u), d, nlive=nlive,
+                                        rstate=np.random.default_rng(seed))
+        sampler.run_nested(print_progress=False)
+        res = sampler.results
+        return dict(log_z=float(res.logz[-1]), se=float(res.logzerr[-1]),
+                    grads=int(np.sum(res.ncall)), wall=time.perf_counter() - t0,
+                    cpu=time.process_time() - c0, stages=int(res.niter))
+
+    return run
+
+
 # -- ours ----------------------------------------------------------------------------------------
 
 def ours_runner(target, method, auto, n):
@@ -134,6 +162,8 @@ def main(argv=None):
     p.add_argument("--seeds", type=int, default=None)
     p.add_argument("--targets", nargs="*", default=None)
     p.add_argument("--out", default=None, help="write the table as JSON here")
+    p.add_argument("--dynesty", type=int, default=0, metavar="SEEDS",
+                   help="also run dynesty (d <= 10) on this many seeds (slow: ~1 CPU-min a run)")
     args = p.parse_args(argv)
     seeds = args.seeds or (3 if args.quick else 16)
     steps = [0.03, 0.1, 0.3] if args.quick else [0.01, 0.03, 0.1, 0.2, 0.3]
@@ -154,6 +184,16 @@ def main(argv=None):
             if best is None or row["rmse"] < rows[best]["rmse"]:
                 best = f"blackjax-mala h={step:g}"
         budget = rows[best]["grads"]
+        if target.dim <= 10 and args.dynesty:
+            try:
+                runs = [dynesty_runner(target)(s) for s in range(args.dynesty)]
+            except ImportError:
+                print("dynesty is not installed: skipped", flush=True)
+            else:
+                row = summarize(runs, exact)
+                rows["dynesty (likelihood calls)"] = row
+                print(f"{name:15s} dynesty            rmse {row['rmse']:.3f} se "
+                      f"{row['mean_se']:.3f} calls {row['grads'] / 1e6:.2f}M", flush=True)
         for method, auto in (("hmc", True), ("hmc", False), ("mala", False), ("jarzynski", False)):
             label = f"ours-{method}" + (" (auto ref)" if auto else "")
             pilot = ours_runner(target, method, auto, 4096)(10_000)

@@ -26,6 +26,48 @@ from ..energy import Energy
 __all__ = ["auto_reference", "find_modes"]
 
 
+@functools.lru_cache(maxsize=None)
+def _mixture_class():
+    import numpyro.distributions as dist
+    from jax.scipy.special import logsumexp
+    from numpyro.distributions import constraints
+
+    class GaussianMixtureReference(dist.Distribution):
+        """sum_k w_k N(m_k, C_k) on R^d with precomputed inverse Cholesky factors, so that
+        ``log_prob`` is matrix-vector products (NumPyro's MultivariateNormal solves a
+        triangular system per call, which costs more than a cheap energy's gradient)."""
+
+        arg_constraints = {}
+        support = constraints.real_vector
+        pytree_data_fields = ("loc", "chol", "inv_chol", "log_weights", "log_norm")
+
+        def __init__(self, loc, cov, weights):
+            loc = jnp.asarray(loc)
+            chol = jnp.linalg.cholesky(jnp.asarray(cov))
+            k, d = loc.shape
+            self.loc, self.chol = loc, chol
+            self.inv_chol = jax.scipy.linalg.solve_triangular(
+                chol, jnp.broadcast_to(jnp.eye(d), (k, d, d)), lower=True)
+            w = jnp.asarray(weights)
+            self.log_weights = jnp.log(w / jnp.sum(w))
+            self.log_norm = (-0.5 * d * jnp.log(2 * jnp.pi)
+                             - jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), -1))
+            super().__init__(batch_shape=(), event_shape=(d,))
+
+        def log_prob(self, value):
+            diff = value[..., None, :] - self.loc
+            z = jnp.einsum("kij,...kj->...ki", self.inv_chol, diff)
+            return logsumexp(self.log_weights + self.log_norm - 0.5 * jnp.sum(z * z, -1), -1)
+
+        def sample(self, key, sample_shape=()):
+            k_c, k_z = jax.random.split(key)
+            comp = jax.random.categorical(k_c, self.log_weights, shape=sample_shape)
+            z = jax.random.normal(k_z, tuple(sample_shape) + self.event_shape, self.loc.dtype)
+            return self.loc[comp] + jnp.einsum("...ij,...j->...i", self.chol[comp], z)
+
+    return GaussianMixtureReference
+
+
 @functools.partial(jax.jit, static_argnames=("potential_fn", "max_iter"))
 def _lbfgs_many(potential_fn, starts, max_iter):
     import optax
@@ -70,8 +112,6 @@ def auto_reference(energy: Energy, key, *, num_starts: int = 256, init_scale: fl
     Returns ``(reference, info)``; ``info`` records the modes, their weights and standard
     deviations, the defensive component and the gradient evaluations spent.
     """
-    import numpyro.distributions as dist
-
     d = energy.dim
     center = np.zeros(d) if center is None else np.broadcast_to(np.asarray(center, float), (d,))
     starts = jnp.asarray(center) + init_scale * jax.random.normal(key, (int(num_starts), d))
@@ -124,11 +164,7 @@ def auto_reference(energy: Energy, key, *, num_starts: int = 256, init_scale: fl
         weights = np.concatenate([[defensive_weight], (1.0 - defensive_weight) * w])
     else:
         comps_mean, comps_cov, weights = [center], [np.eye(d) * max_var], np.ones(1)
-    means = jnp.asarray(np.stack(comps_mean))
-    chol = jnp.asarray(np.linalg.cholesky(np.stack(comps_cov)))
-    reference = dist.MixtureSameFamily(
-        dist.Categorical(probs=jnp.asarray(weights)),
-        dist.MultivariateNormal(loc=means, scale_tril=chol))
+    reference = _mixture_class()(np.stack(comps_mean), np.stack(comps_cov), weights)
     info.update(modes=np.asarray(modes).reshape(-1, d), mode_weights=weights[1:],
                 mode_stds=np.asarray([np.sqrt(np.diag(c)) for c in covs]).reshape(-1, d),
                 defensive_weight=float(weights[0]) if modes else 1.0,
