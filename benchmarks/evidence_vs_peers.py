@@ -152,7 +152,8 @@ def summarize(runs, exact):
                 mean_se=float(np.nanmean(se)) if np.any(np.isfinite(se)) else float("nan"),
                 cover2=float(np.mean(np.abs(err) < 2 * se)) if np.all(np.isfinite(se)) else
                 float("nan"), grads=float(grads), wall=wall,
-                cpu=cpu, us_per_grad=1e6 * cpu / grads, stages=float(np.mean([r["stages"] for r in runs])),
+                cpu=cpu, us_per_grad=1e6 * cpu / grads,
+                stages=float(np.mean([r["stages"] for r in runs])),
                 n=len(runs))
 
 

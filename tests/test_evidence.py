@@ -22,7 +22,8 @@ import ebm_ppl as ep
 def check(res, exact, tol, n_se=4.0):
     err = res.log_z - exact
     assert abs(err) < tol, f"|{res.log_z:.4f} - {exact:.4f}| >= {tol}\n{res}"
-    assert abs(err) < n_se * res.log_z_se, f"error {err:.4f} > {n_se} se ({res.log_z_se:.4f})\n{res}"
+    assert abs(err) < n_se * res.log_z_se, \
+        f"error {err:.4f} > {n_se} se ({res.log_z_se:.4f})\n{res}"
     return err
 
 

@@ -107,8 +107,9 @@ def log_partition(potential_fn, *, key, reference=None, dim: int | None = None,
                   schedule="adaptive", num_stages: int | None = None, target_ess: float = 0.7,
                   num_moves: int | None = None, num_leapfrog: int = 5, target_accept=None,
                   adapt_step_size: bool = True, step_jitter: float | None = None,
-                  precondition: bool = True, resample_threshold: float = 1.0, num_groups: int | None = None,
-                  bar: bool = False, max_stages: int = 1000, num_starts: int = 256,
+                  precondition: bool = True, resample_threshold: float = 1.0,
+                  num_groups: int | None = None, bar: bool = False, max_stages: int = 1000,
+                  num_starts: int = 256,
                   init_scale: float = 3.0, progress_bar: bool = True, devices=None,
                   mesh=None) -> EvidenceResult:
     """log Z = log int exp(-U(x)) dx by annealing from a normalized reference (seed eq. 102-104).
@@ -172,7 +173,8 @@ def log_evidence(model, *model_args, key, method: str = DEFAULT_METHOD, num_walk
                  step_size=None, schedule="adaptive", num_stages: int | None = None,
                  target_ess: float = 0.7, num_moves: int | None = None, num_leapfrog: int = 5,
                  target_accept=None, adapt_step_size: bool = True, step_jitter: float | None = None,
-                 precondition: bool = True, resample_threshold: float = 1.0, num_groups: int | None = None,
+                 precondition: bool = True, resample_threshold: float = 1.0,
+                 num_groups: int | None = None,
                  bar: bool = False, max_stages: int = 1000, progress_bar: bool = True,
                  devices=None, mesh=None, **model_kwargs) -> EvidenceResult:
     """log p(data) of a NumPyro model by likelihood tempering from its prior (log Z_0 = 0).
@@ -246,7 +248,8 @@ def _samples(path, positions):
 
 
 def _run(path, key, *, method, n, g, step_size, schedule, num_stages, target_ess, num_moves,
-         num_leapfrog, target_accept, adapt_step_size, step_jitter, precondition, resample_threshold, bar,
+         num_leapfrog, target_accept, adapt_step_size, step_jitter, precondition,
+         resample_threshold, bar,
          max_stages, progress_bar, reference, reference_info, t0, sharding=None):
     key_init, key_fwd, key_rev = jax.random.split(key, 3)
     state = _initial_state(path, key_init, n, sharding)
@@ -266,7 +269,8 @@ def _run(path, key, *, method, n, g, step_size, schedule, num_stages, target_ess
                 target_accept=target_accept or d["target_accept"],
                 adapt_step_size=adapt_step_size,
                 step_jitter=d["jitter"] if step_jitter is None else step_jitter,
-                resample_threshold=resample_threshold, num_groups=g, max_stages=max_stages, record_increments=bar,
+                resample_threshold=resample_threshold, num_groups=g, max_stages=max_stages,
+                record_increments=bar,
                 progress_bar=progress_bar)
     if step_size is None:
         step_size = _initial_step(state, method, d["step"](path.dim), precondition)

@@ -210,7 +210,8 @@ def anneal(key, state, *, delta_fn: Callable, move: Callable, schedule, log_z0: 
         raise ValueError(f"num_walkers={n_total} is not a multiple of num_groups={num_groups}")
     adaptive = schedule if isinstance(schedule, Adaptive) else None
     betas = None if adaptive is not None else np.asarray(schedule, dtype=np.float64)
-    dtype = leaves[0].dtype if jnp.issubdtype(leaves[0].dtype, jnp.floating) else jnp.result_type(float)
+    dtype = leaves[0].dtype if jnp.issubdtype(leaves[0].dtype, jnp.floating) else \
+        jnp.result_type(float)
     cfg = _Config(adaptive=adaptive, num_moves=int(num_moves),
                   resample_threshold=float(resample_threshold),
                   target_accept=float(target_accept), step_jitter=float(step_jitter),
