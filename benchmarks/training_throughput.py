@@ -42,6 +42,8 @@ def _options(method, n_walkers, dim, student=None):
             kw["log_z0"] = 0.0  # throughput only
     if method == "cd":
         kw["reinit_every"] = 4
+    if method == "nce" and student is not None:  # the mixture optimizer is label-structured
+        kw["log_z_optimizer"] = optax.sgd(0.0125)
     return kw
 
 
