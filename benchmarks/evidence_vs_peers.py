@@ -165,7 +165,14 @@ def main(argv=None):
     p.add_argument("--out", default=None, help="write the table as JSON here")
     p.add_argument("--dynesty", type=int, default=0, metavar="SEEDS",
                    help="also run dynesty (d <= 10) on this many seeds (slow: ~1 CPU-min a run)")
+    p.add_argument("--walkers", type=int, default=None,
+                   help="ours at this many walkers only: no BlackJAX grid, no equal-budget pilot "
+                        "(benchmarks/gpu_check.sh)")
+    p.add_argument("--methods", nargs="*", default=None, choices=["hmc", "mala", "jarzynski"],
+                   help="subset of our methods")
     args = p.parse_args(argv)
+    if args.walkers is not None and args.walkers <= 0:
+        p.error("--walkers must be positive")
     seeds = args.seeds or (3 if args.quick else 16)
     steps = [0.03, 0.1, 0.3] if args.quick else [0.01, 0.03, 0.1, 0.2, 0.3]
     table = {}
@@ -175,7 +182,7 @@ def main(argv=None):
         exact = float(target.log_z)
         rows = {}
         best = None
-        for step in steps:
+        for step in ([] if args.walkers else steps):
             run = blackjax_runner(target, step)
             runs = [run(s) for s in range(seeds)]
             row = summarize(runs, exact)
@@ -184,7 +191,7 @@ def main(argv=None):
                   f"{row['grads'] / 1e6:.2f}M wall {row['wall']:.2f}s", flush=True)
             if best is None or row["rmse"] < rows[best]["rmse"]:
                 best = f"blackjax-mala h={step:g}"
-        budget = rows[best]["grads"]
+        budget = rows[best]["grads"] if best else None
         if target.dim <= 10 and args.dynesty:
             try:
                 runs = [dynesty_runner(target)(s) for s in range(args.dynesty)]
@@ -196,11 +203,16 @@ def main(argv=None):
                 print(f"{name:15s} dynesty            rmse {row['rmse']:.3f} se "
                       f"{row['mean_se']:.3f} calls {row['grads'] / 1e6:.2f}M", flush=True)
         for method, auto in (("hmc", True), ("hmc", False), ("mala", False), ("jarzynski", False)):
+            if args.methods and method not in args.methods:
+                continue
             label = f"ours-{method}" + (" (auto ref)" if auto else "")
-            pilot = ours_runner(target, method, auto, 4096)(10_000)
-            ratio = budget / pilot["grads"]
-            # rescale the walkers (grads ~ walkers) unless already within 25% of the budget
-            n = 4096 if 0.8 < ratio < 1.25 else int(max(256, round(4096 * ratio / 256) * 256))
+            if args.walkers:
+                n = args.walkers
+            else:
+                pilot = ours_runner(target, method, auto, 4096)(10_000)
+                ratio = budget / pilot["grads"]
+                # rescale the walkers (grads ~ walkers) unless already within 25% of the budget
+                n = 4096 if 0.8 < ratio < 1.25 else int(max(256, round(4096 * ratio / 256) * 256))
             run = ours_runner(target, method, auto, n)
             runs = [run(s) for s in range(seeds)]
             row = summarize(runs, exact)
@@ -223,7 +235,7 @@ def print_table(table):
           "wall/run (s) | CPU/run (s) | CPU us/grad | RMSE / best BlackJAX |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, t in table.items():
-        ref = t["rows"][t["best_blackjax"]]["rmse"]
+        ref = t["rows"][t["best_blackjax"]]["rmse"] if t["best_blackjax"] else float("nan")
         for label, r in t["rows"].items():
             star = " (best)" if label == t["best_blackjax"] else ""
             print(f"| {name} | {label}{star} | {r.get('walkers', 4096)} | {r['rmse']:.3f} | "
