@@ -117,9 +117,17 @@ def decode(spec, arrays: dict):
 
 
 def _describe(obj) -> str:
-    return obj if isinstance(obj, str) else type(obj).__name__ + (
-        f"({getattr(obj, 'batch_shape', '')}, {getattr(obj, 'event_shape', '')})"
-        if hasattr(obj, "event_shape") else "")
+    """E.g. ``Independent(Normal) batch_shape=() event_shape=(2,)`` for a distribution."""
+    if isinstance(obj, str):
+        return obj
+    names, base = [], obj
+    while base is not None and len(names) < 8:
+        names.append(type(base).__name__)
+        base = getattr(base, "base_dist", None)
+    text = "(".join(names) + ")" * (len(names) - 1)
+    if hasattr(obj, "event_shape"):
+        text += f" batch_shape={tuple(obj.batch_shape)} event_shape={tuple(obj.event_shape)}"
+    return text
 
 
 def save_result(result, path, *, arviz_tree=None, as_text=("reference",)):

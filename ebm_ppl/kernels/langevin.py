@@ -76,9 +76,14 @@ def langevin_log_ratio(old: LangevinState, new: LangevinState, step_size) -> Arr
 
 def ula_step(key: Array, state: LangevinState, potential_fn: PotentialFn,
              step_size) -> tuple[LangevinState, MoveInfo]:
-    """ULA: always moves, so it is biased at any fixed step (seed Example 4.1)."""
+    """ULA: always moves, so it is biased at any fixed step (seed Example 4.1).
+
+    The move is reported divergent (it still happens) when the energy or gradient becomes
+    non-finite or when MALA would have accepted it with probability below exp(-1000).
+    """
     new = ula_move(key, state, potential_fn, step_size)
-    divergent = ~jnp.isfinite(new.potential_energy) | ~jnp.all(jnp.isfinite(new.grad))
+    divergent = (~jnp.isfinite(new.potential_energy) | ~jnp.all(jnp.isfinite(new.grad))
+                 | (langevin_log_ratio(state, new, step_size) < -MAX_DELTA_ENERGY))
     one = jnp.ones((), new.potential_energy.dtype)
     return new, MoveInfo(one, jnp.array(True), divergent)
 

@@ -91,10 +91,10 @@ def _safe_positions(x, alive, batch):
     return jnp.where(alive[:, None], x, batch[0])
 
 
-def _respawn_dead(key, walkers):
+def _respawn_dead(key, walkers, diverged):
     """Copy live walkers over dead ones (systematic resampling over the live ones); a no-op
     (the same walkers, bit for bit) when none died or none is alive."""
-    alive = alive_walkers(walkers)
+    alive = alive_walkers(walkers) & ~diverged
 
     def respawn(w):
         idx = systematic_resample(key, jnp.where(alive, 0.0, -jnp.inf))
@@ -104,8 +104,10 @@ def _respawn_dead(key, walkers):
     return lax.cond(jnp.any(~alive) & jnp.any(alive), respawn, lambda w: w, walkers)
 
 
-def _death_metrics(before, after) -> dict:
+def _death_metrics(before, after, diverged=None) -> dict:
     alive_before, alive_after = alive_walkers(before), alive_walkers(after)
+    if diverged is not None:
+        alive_after = alive_after & ~diverged
     return {"num_dead": jnp.sum(alive_before & ~alive_after), "num_alive": jnp.sum(alive_after)}
 
 
@@ -117,20 +119,23 @@ def draw_rows(key, data, num):
 
 
 def _ula_steps(key, state, potential, step_size, num_steps, step_fn=ula_step):
-    def one(s, k):
-        s, _ = jax.vmap(step_fn, in_axes=(0, 0, None, None))(
+    """``num_steps`` moves of every walker; also returns which walkers diverged on the way."""
+    def one(carry, k):
+        s, diverged = carry
+        s, info = jax.vmap(step_fn, in_axes=(0, 0, None, None))(
             jax.random.split(k, s.position.shape[0]), s, potential, step_size)
-        return s, None
+        return (s, diverged | info.is_divergent), None
 
-    state, _ = lax.scan(one, state, jax.random.split(key, num_steps))
-    return state
+    diverged = jnp.zeros(state.position.shape[0], bool)
+    (state, diverged), _ = lax.scan(one, (state, diverged), jax.random.split(key, num_steps))
+    return state, diverged
 
 
 def equilibrate(key, energy_fn, params, start, step_size, num_steps):
     """Walkers for theta_0 by MALA from ``start`` (used when ``init_walkers`` is not given)."""
     potential = lambda x: energy_fn(params, x)  # noqa: E731
     state = jax.vmap(langevin_init, in_axes=(0, None))(start, potential)
-    return _ula_steps(key, state, potential, step_size, num_steps, step_fn=mala_step).position
+    return _ula_steps(key, state, potential, step_size, num_steps, step_fn=mala_step)[0].position
 
 
 def contrastive_divergence(energy_fn, data, *, num_walkers: int, step_size, num_steps: int = 1,
@@ -145,7 +150,7 @@ def contrastive_divergence(energy_fn, data, *, num_walkers: int, step_size, num_
             draw_rows(key_rows, data, num_walkers), potential)
         if persistent:
             return start
-        return _ula_steps(key_move, start, potential, step_size, num_steps)
+        return _ula_steps(key_move, start, potential, step_size, num_steps)[0]
 
     def init(key, params):
         return WalkerState(reset(key, params))
@@ -161,15 +166,16 @@ def contrastive_divergence(energy_fn, data, *, num_walkers: int, step_size, num_
     def advance(key, params_next, state, k):
         potential = lambda x: energy_fn(params_next, x)  # noqa: E731
         if persistent:
-            walkers = _ula_steps(key, state.walkers, potential, step_size, num_steps)
+            walkers, diverged = _ula_steps(key, state.walkers, potential, step_size, num_steps)
         else:
-            walkers = lax.cond(
+            walkers, diverged = lax.cond(
                 (k + 1) % reinit_every == 0,
-                lambda: reset(key, params_next),
+                lambda: (reset(key, params_next), jnp.zeros(num_walkers, bool)),
                 lambda: _ula_steps(key, state.walkers, potential, step_size, num_steps))
-        metrics = _death_metrics(state.walkers, walkers)
+        # a walker dies when its energy or gradient becomes non-finite or a move diverges;
         # PCD has no weights to resample: live walkers are copied over the dead ones
-        walkers = _respawn_dead(jax.random.fold_in(key, 1), walkers)
+        metrics = _death_metrics(state.walkers, walkers, diverged)
+        walkers = _respawn_dead(jax.random.fold_in(key, 1), walkers, diverged)
         return WalkerState(walkers), metrics
 
     return Estimator(init, estimate, advance)
