@@ -47,7 +47,8 @@ def problems():
                     "10-D Gaussian, kappa = 100, rotated; reference N(0, I); defaults (hmc)"),
         "funnel10": (t.funnel(10),
                      dict(reference=normal(10, 5.0), precondition=False, num_moves=5),
-                     "Neal's funnel, d = 10; reference N(0, 25 I); hmc, 5 moves, no preconditioner"),
+                     "Neal's funnel, d = 10; reference N(0, 25 I); hmc, 5 moves, no "
+                     "preconditioner"),
         "funnel10_slow": (t.funnel(10),
                           dict(reference=normal(10, 5.0), precondition=False, num_moves=10,
                                target_ess=0.95),

@@ -105,8 +105,10 @@ BAD = [
     Row("energy_from_model", "key of the wrong type", "key",
         lambda: ep.energy_from_model(model, Y, key=0)),
     # -- NumPyro kernels -------------------------------------------------------------------------
-    Row("ULA", "non-positive step", "step_size", lambda: ep.ULA(potential_fn=TARGET, step_size=0.0)),
-    Row("MALA", "non-positive step", "step_size", lambda: ep.MALA(potential_fn=TARGET, step_size=-1)),
+    Row("ULA", "non-positive step", "step_size",
+        lambda: ep.ULA(potential_fn=TARGET, step_size=0.0)),
+    Row("MALA", "non-positive step", "step_size",
+        lambda: ep.MALA(potential_fn=TARGET, step_size=-1)),
     Row("RWMH", "non-positive step", "step_size",
         lambda: ep.RWMH(potential_fn=TARGET, step_size=float("nan"))),
     Row("Jarzynski", "non-positive step", "step_size",
@@ -239,7 +241,8 @@ BAD = [
     # -- submodules --------------------------------------------------------------------------------
     Row("targets.ill_conditioned_gaussian", "non-positive size", "d",
         lambda: targets.ill_conditioned_gaussian(d=0)),
-    Row("targets.gaussian", "shape mismatch", "cov", lambda: targets.gaussian(np.zeros(2), np.eye(3))),
+    Row("targets.gaussian", "shape mismatch", "cov",
+        lambda: targets.gaussian(np.zeros(2), np.eye(3))),
     Row("targets.funnel", "non-positive size", "d", lambda: targets.funnel(1)),
     Row("spins.log_partition", "non-positive walkers", "num_walkers",
         lambda: ep.spins.log_partition(ISING, key=KEY, num_walkers=0, progress_bar=False)),

@@ -149,7 +149,8 @@ PROGRAM = textwrap.dedent(f"""
         gauss = ep.targets.ill_conditioned_gaussian(**{GAUSS!r})
         yield "gauss", gauss, dist.Normal(jnp.zeros(5), 1.0).to_event(1)
         big = lambda x: {OFFSET!r} + 0.5 * {OFFSET!r} * jnp.sum((x - 3.0) ** 2)
-        yield "big", ep.energy_from_fn(big, jnp.zeros(2)), dist.Normal(jnp.zeros(2), 1.0).to_event(1)
+        ref2 = dist.Normal(jnp.zeros(2), 1.0).to_event(1)
+        yield "big", ep.energy_from_fn(big, jnp.zeros(2)), ref2
     out = {{}}
     for name, target, ref in problems():
         r = ep.log_partition(target, key=jax.random.key(4), reference=ref, num_walkers=1024,

@@ -110,7 +110,7 @@ def test_unusual_values_and_structures_round_trip(tmp_path):
     _same(ep.EvidenceResult.load(path), res)
 
 
-# -- a training run killed during a checkpoint write ------------------------------------------------
+# -- a training run killed during a checkpoint write ---------------------------------------------
 
 RUN = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np, optax
@@ -258,7 +258,7 @@ def _foreign(run, directory):
                     checkpoint_dir=directory, resume=True)
 
 
-# -- the same key, the same numbers: replica exchange and the NumPyro kernels -----------------------
+# -- the same key, the same numbers: replica exchange and the NumPyro kernels --------------------
 
 @pytest.mark.slow  # two compilations of the replica-exchange driver
 def test_same_key_same_parallel_tempering_bit_for_bit():

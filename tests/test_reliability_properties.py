@@ -137,7 +137,8 @@ def check_resampler_counts(counts, log_w):
     w = np.exp(log_w - np.max(log_w))
     expected = N * w / w.sum()
     assert np.all(counts.sum(axis=1) == N)
-    assert np.all(counts >= np.floor(expected) - 1e-9) and np.all(counts <= np.ceil(expected) + 1e-9)
+    assert np.all(counts >= np.floor(expected) - 1e-9)
+    assert np.all(counts <= np.ceil(expected) + 1e-9)
     assert np.all(np.abs(counts.mean(axis=0) - expected) < 4 * 0.5 / np.sqrt(REPS) + 1e-9)
 
 
