@@ -36,7 +36,8 @@ import numpy as np
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="smaller sweeps (walkers to 2^14, d to 300)")
+    p.add_argument("--quick", action="store_true",
+                   help="smaller sweeps (walkers to 2^14, d to 300)")
     p.add_argument("--part", nargs="*", default=["walkers", "dims", "devices"],
                    choices=["walkers", "dims", "devices"])
     p.add_argument("--stages", type=int, default=4)
@@ -118,7 +119,8 @@ def sweep(name, rows, key):
     print("|---|---|---|---|---|")
     for r in rows:
         per = 1e9 * r["cpu"] / (r["grads"] * r["dim"])
-        print(f"| {r[key]} | {r['wall']:.3f} | {r['cpu']:.3f} | {per:.2f} | {r['err_in_se']:+.2f} |")
+        print(f"| {r[key]} | {r['wall']:.3f} | {r['cpu']:.3f} | {per:.2f} | "
+              f"{r['err_in_se']:+.2f} |")
     sizes = [r[key] for r in rows]
     out = {}
     for what in ("wall", "cpu"):

@@ -129,7 +129,8 @@ def _put(leaf, target):
 
 def shard_walkers(tree, sharding: NamedSharding | None, num_walkers: int | None = None):
     """Place a walker pytree: leaves with leading axis ``num_walkers`` (default: that of the
-    first leaf that has an axis) are split over the ``"walkers"`` axis, others (scalars, log Z_0) replicated.
+    first leaf that has an axis) are split over the ``"walkers"`` axis, others (scalars,
+    log Z_0) replicated.
     Identity when ``sharding`` is None."""
     if sharding is None:
         return tree
