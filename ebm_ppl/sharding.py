@@ -120,8 +120,9 @@ def _leaf_sharding(leaf, n, sharding):
 
 
 def _put(leaf, target):
-    if target.is_fully_addressable:
-        return jax.device_put(leaf, target)
+    if target.is_fully_addressable or (isinstance(leaf, jax.Array)
+                                       and not leaf.is_fully_addressable):
+        return jax.device_put(leaf, target)  # one process, or already a global array
     # several processes: every process holds the same global value; each keeps its blocks
     host = np.asarray(leaf)
     return jax.make_array_from_callback(host.shape, target, lambda index: host[index])
@@ -130,8 +131,7 @@ def _put(leaf, target):
 def shard_walkers(tree, sharding: NamedSharding | None, num_walkers: int | None = None):
     """Place a walker pytree: leaves with leading axis ``num_walkers`` (default: that of the
     first leaf that has an axis) are split over the ``"walkers"`` axis, others (scalars,
-    log Z_0) replicated.
-    Identity when ``sharding`` is None."""
+    log Z_0) replicated. Identity when ``sharding`` is None."""
     if sharding is None:
         return tree
     if num_walkers is None:
