@@ -8,7 +8,7 @@ results at round-off. Measured: log Z within 2e-16, walkers within 7e-15 (log_pa
 bitwise equal parameters and walkers (train). Asserted, with room for other XLA builds:
 log Z and parameters within 1e-9, positions within 1e-7, identical resampling decisions. A
 multi-process test (slow; 2 CPU processes x 2 devices with jax.distributed.initialize) checks
-the same log Z on one global mesh spanning two processes.
+the same log Z (log_partition and train) on one global mesh spanning two processes.
 """
 
 import json
@@ -293,13 +293,28 @@ _CHILD = textwrap.dedent("""
     jax.config.update("jax_enable_x64", True)
     import jax.numpy as jnp
     import numpyro.distributions as dist
+    import optax
     import ebm_ppl as ep
+    sys.path.insert(0, sys.argv[3])
+    from test_sharding import _gauss_energy, _gauss_log_z
     r = ep.log_partition(ep.targets.two_mode_mixture(d=2), key=jax.random.key(7),
                          reference=dist.Normal(jnp.zeros(2), 3.0).to_event(1), method="mala",
                          num_walkers=512, num_groups=8, schedule="linear", num_stages=6,
                          num_moves=2, progress_bar=False, devices="all")
     w = r.walkers
+    # the train_pair fixture's run
+    d, n = 2, 512
+    data = 1.5 + 0.5 * jax.random.normal(jax.random.key(1), (256, d), jnp.float64)
+    params = dict(mu=jnp.zeros(d), log_s=jnp.zeros(d))
+    fit = ep.train(_gauss_energy, params, data, key=jax.random.key(3), method="jarzynski",
+                   optimizer=optax.adam(0.02), num_walkers=n, step_size=0.05, num_steps=4,
+                   num_iterations=40, chunk_size=40,
+                   init_walkers=jax.random.normal(jax.random.key(2), (n, d), jnp.float64),
+                   log_z0=_gauss_log_z(params), resample_threshold=0.1, progress_bar=False,
+                   devices="all")
     print("RESULT " + json.dumps(dict(
+        train_log_z=fit.log_z, train_mu=[float(v) for v in fit.params["mu"]],
+        train_walkers_local=not fit.walker_state.position.is_fully_addressable,
         process=jax.process_index(), processes=jax.process_count(),
         devices=jax.device_count(), log_z=r.log_z, samples_shape=list(r.samples.shape),
         fully_addressable=w.is_fully_addressable,
@@ -313,16 +328,19 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.mark.slow  # ~40 s on 2 idle cores (two fresh JAX processes compile the same stage)
-def test_two_processes_share_one_global_walker_mesh(evidence_pair):
+@pytest.mark.slow  # ~60-90 s on 2 shared cores (two fresh JAX processes compile everything)
+def test_two_processes_share_one_global_walker_mesh(evidence_pair, train_pair):
     """2 CPU processes x 2 devices = one 4-device mesh spanning processes (gloo collectives):
-    each process holds half the walkers, and log Z equals the single-device run's."""
+    each process holds half the walkers, and log Z (log_partition and train) equals the
+    single-device run's."""
     _, one, _ = evidence_pair
+    fit_one, _ = train_pair
     address = f"127.0.0.1:{_free_port()}"
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_PLATFORMS")}
     env["JAX_PLATFORMS"] = "cpu"
-    procs = [subprocess.Popen([sys.executable, "-c", _CHILD, address, str(i)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    procs = [subprocess.Popen([sys.executable, "-c", _CHILD, address, str(i), tests_dir],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in range(2)]
     outs = []
     try:
@@ -341,3 +359,5 @@ def test_two_processes_share_one_global_walker_mesh(evidence_pair):
         assert not o["fully_addressable"] and o["local_rows"] == 256  # half the walkers here
         assert o["samples_shape"] == [512, 2]  # gathered for the result
         assert abs(o["log_z"] - one.log_z) < 1e-9
+        assert o["train_walkers_local"] and abs(o["train_log_z"] - fit_one.log_z) < 1e-9
+        np.testing.assert_allclose(o["train_mu"], fit_one.params["mu"], rtol=0, atol=1e-9)
