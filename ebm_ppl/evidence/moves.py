@@ -57,19 +57,27 @@ def _select(pred, a, b):
     return jax.tree.map(lambda u, v: jnp.where(pred, u, v), a, b)
 
 
-def _batched(one, precondition, path, key, state: PathState, beta, step_size):
-    """vmap a per-walker move over walkers, with keys split per walker and a shared scale."""
+def _batched(one, precondition, bulk, path, key, state: PathState, beta, step_size):
+    """vmap a per-walker move over walkers with a shared scale. With ``bulk`` the random
+    numbers (one normal vector and one log-uniform per walker) are drawn for all walkers at
+    once: on the CPU, per-walker keys cost more than a cheap energy's gradient."""
     s = walker_scale(state.position, precondition)
-    keys = jax.random.split(key, state.position.shape[0])
+    n, d = state.position.shape
+    if bulk:
+        k_n, k_u = jax.random.split(key)
+        dtype = state.position.dtype
+        rnd = (jax.random.normal(k_n, (n, d), dtype),
+               jnp.log(jax.random.uniform(k_u, (n,), dtype)))
+    else:
+        rnd = jax.random.split(key, n)
     new, acc, inc, grads = jax.vmap(one, in_axes=(None, 0, 0, None, 0, None))(
-        path, keys, state, beta, step_size, s)
+        path, rnd, state, beta, step_size, s)
     return new, MoveInfo(acc, inc, jnp.sum(grads))
 
 
-def _langevin_one(adjusted, path, key, st, beta, h, s):
-    k_move, k_acc = jax.random.split(key)
+def _langevin_one(adjusted, path, rnd, st, beta, h, s):
+    noise, log_u = rnd
     old = _view(st, beta, s)
-    noise = jax.random.normal(k_move, old.position.shape, old.position.dtype)
     y = old.position - h * old.grad + jnp.sqrt(2.0 * h) * noise
     prop = path.evaluate(s * y)
     log_ratio = langevin_log_ratio(old, _view(prop, beta, s), h)
@@ -80,16 +88,15 @@ def _langevin_one(adjusted, path, key, st, beta, h, s):
     log_ratio = jnp.where(finite, log_ratio, -jnp.inf)
     acc = jnp.minimum(1.0, jnp.exp(log_ratio))
     if adjusted:
-        accept = jnp.log(jax.random.uniform(k_acc, dtype=log_ratio.dtype)) < log_ratio
+        accept = log_u < log_ratio
         return _select(accept, prop, st), acc, jnp.zeros_like(log_ratio), 1
     # ULA always moves; a non-finite proposal kills the walker's weight (kept in place)
     return _select(finite, prop, st), acc, log_ratio, 1
 
 
-def _hmc_one(num_leapfrog, path, key, st, beta, h, s):
-    k_p, k_acc = jax.random.split(key)
+def _hmc_one(num_leapfrog, path, rnd, st, beta, h, s):
+    p0, log_u = rnd
     y0 = st.position / s
-    p0 = jax.random.normal(k_p, y0.shape, y0.dtype)
     h0 = st.potential(beta) + 0.5 * jnp.sum(p0 * p0)
     p = p0 - 0.5 * h * s * st.grad(beta)
 
@@ -103,7 +110,7 @@ def _hmc_one(num_leapfrog, path, key, st, beta, h, s):
     _, p, new = jax.lax.fori_loop(0, num_leapfrog, body, (y0, p, st))
     log_ratio = h0 - new.potential(beta) - 0.5 * jnp.sum(p * p)
     log_ratio = jnp.where(jnp.isfinite(log_ratio), log_ratio, -jnp.inf)
-    accept = jnp.log(jax.random.uniform(k_acc, dtype=log_ratio.dtype)) < log_ratio
+    accept = log_u < log_ratio
     acc = jnp.minimum(1.0, jnp.exp(log_ratio))
     return _select(accept, new, st), acc, jnp.zeros_like(log_ratio), num_leapfrog
 
@@ -115,7 +122,7 @@ def _move_fn(kind: str, precondition: bool, option: int = 0):
            "mala": functools.partial(_langevin_one, True),
            "hmc": functools.partial(_hmc_one, option),
            "nuts": functools.partial(_nuts_one, option)}[kind]
-    return functools.partial(_batched, one, precondition)
+    return functools.partial(_batched, one, precondition, kind != "nuts")
 
 
 def jarzynski_move(path: LinearPath, precondition: bool = True):

@@ -55,7 +55,7 @@ class Adaptive:
 
     target_ess: float = 0.5
     min_step: float = 1e-6
-    bisection_steps: int = 50
+    bisection_steps: int = 30
 
     def __post_init__(self):
         if not 0.0 < self.target_ess < 1.0:
