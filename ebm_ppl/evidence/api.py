@@ -24,7 +24,7 @@ from . import moves as _moves
 from .bar import bar_log_z
 from .engine import anneal
 from .paths import LinearPath, geometric_path, tempering_path
-from .reference import auto_reference
+from .reference import auto_reference, pilot_reference
 from .resampling import ess_fraction, log_mean_exp, systematic_resample
 from .result import EvidenceResult, group_standard_error
 from .schedules import Adaptive, as_schedule, power
@@ -36,7 +36,7 @@ DEFAULT_METHOD = "hmc"
 # per method: moves per stage, target acceptance, step jitter (per-walker factor exp(+-j)),
 # initial step (whitened units) as d -> h0 (capped by a stability bound, _initial_step)
 _DEFAULTS = {
-    "hmc": dict(num_moves=2, target_accept=0.9, jitter=1.0, step=lambda d: 1.0 * d ** -0.25),
+    "hmc": dict(num_moves=8, target_accept=0.9, jitter=1.0, step=lambda d: 1.0 * d ** -0.25),
     "mala": dict(num_moves=5, target_accept=0.9, jitter=1.0, step=lambda d: 0.5 * d ** (-1 / 3)),
     # ULA's weights explode past its stability limit: jitter the step only a little
     "jarzynski": dict(num_moves=5, target_accept=0.9, jitter=0.2,
@@ -156,6 +156,9 @@ def log_partition(potential_fn, *, key, reference=None, dim: int | None = None,
     if reference is None:
         reference, info = auto_reference(energy, key_ref, num_starts=num_starts,
                                          init_scale=init_scale)
+        if not len(info["modes"]):
+            reference, info = _pilot_reference(energy, jax.random.fold_in(key_ref, 1),
+                                               reference, info, n, progress_bar)
     else:
         info = dict(kind=type(reference).__name__)
     path = geometric_path(energy, reference)
@@ -203,6 +206,31 @@ def log_evidence(model, *model_args, key, method: str = DEFAULT_METHOD, num_walk
                 resample_threshold=resample_threshold, bar=bar, max_stages=max_stages,
                 progress_bar=progress_bar, reference="prior",
                 reference_info=dict(kind="prior"), t0=t0, sharding=sharding)
+
+
+PILOT_FRACTION = 16  # the pilot anneals num_walkers / 16 walkers, at least 256
+
+
+def _pilot_reference(energy, key, broad, info, n, progress_bar):
+    """No usable Laplace mode: anneal a few walkers from the broad Gaussian with the default
+    method and fit :func:`~.reference.pilot_reference` to them (its gradients are counted).
+    Up to 4 components, fewer when the pilot has under 5 walkers per fitted parameter pair."""
+    n_pilot = max(256, n // PILOT_FRACTION // 16 * 16)
+    pilot = _run(geometric_path(energy, broad), key, method=DEFAULT_METHOD, n=n_pilot, g=16,
+                 step_size=None, schedule="adaptive", num_stages=None, target_ess=0.7,
+                 num_moves=None, num_leapfrog=5, target_accept=None, adapt_step_size=True,
+                 step_jitter=None, precondition=True, resample_threshold=1.0, bar=False,
+                 max_stages=1000, progress_bar=progress_bar, reference=broad,
+                 reference_info=dict(kind="broad"), t0=time.perf_counter())
+    k = int(np.clip(n_pilot // (5 * energy.dim), 1, 4))
+    seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
+    reference, fitted = pilot_reference(pilot.walkers, pilot.log_weights, broad,
+                                        num_components=k, seed=seed)
+    info = dict(info, kind="auto (pilot)", pilot_walkers=n_pilot, pilot_log_z=pilot.log_z,
+                pilot_gradient_evals=pilot.num_gradient_evals, pilot_components=fitted,
+                defensive_weight=0.1,
+                num_gradient_evals=int(info["num_gradient_evals"]) + pilot.num_gradient_evals)
+    return reference, info
 
 
 def _path_delta(state):

@@ -11,6 +11,13 @@ own mean and covariance (spanning every mode, weight ``defensive_weight``); with
 the reference is N(center, init_scale^2 I). The result
 is a normalized NumPyro distribution with an exact ``log_prob``: annealing from it stays exact
 whatever it looks like; a good one only lowers the variance.
+
+When no minimum qualifies (an energy unbounded below, or whose only minima are needles, like
+Neal's funnel), the API runs a short *pilot* annealing from the broad Gaussian and
+:func:`pilot_reference` fits a diagonal Gaussian mixture (EM, :func:`fit_gaussian_mixture`) to
+its weighted walkers, keeping the broad Gaussian as the defensive component. Several
+components follow a shape no single Gaussian does: on the funnel, one settles in the neck (small
+x-scales at low v), another in the mouth.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import numpy as np
 
 from ..energy import Energy
 
-__all__ = ["auto_reference", "find_modes"]
+__all__ = ["auto_reference", "find_modes", "fit_gaussian_mixture", "pilot_reference"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -170,3 +177,84 @@ def auto_reference(energy: Energy, key, *, num_starts: int = 256, init_scale: fl
                 defensive_weight=float(weights[0]) if modes else 1.0,
                 rejected_narrow_minima=rejected)
     return reference, info
+
+
+def _weighted_median(x, w):
+    """Per-column weighted median of ``x`` (n, d), weights ``w`` (n,) summing to 1."""
+    order = np.argsort(x, axis=0)
+    rows = np.argmax(np.cumsum(w[order], axis=0) >= 0.5, axis=0)
+    cols = np.arange(x.shape[1])
+    return x[order[rows, cols], cols]
+
+
+def fit_gaussian_mixture(x, weights, num_components: int, *, seed: int = 0,
+                         num_iterations: int = 200, var_floor=None):
+    """Weighted EM for a mixture of ``num_components`` diagonal Gaussians.
+
+    Starts from k-means++ seeding (``seed`` fixes it); ``var_floor`` (per coordinate) keeps a
+    component from collapsing onto a few points. Returns ``(weights, means, variances)``.
+    """
+    x = np.asarray(x, float)
+    w = np.asarray(weights, float)
+    w = w / w.sum()
+    n, d = x.shape
+    k = int(min(num_components, n))
+    rng = np.random.default_rng(seed)
+    scale = np.sqrt(np.maximum(w @ (x - w @ x) ** 2, 1e-300))
+    z = x / scale
+    centers = [z[rng.choice(n, p=w)]]
+    for _ in range(k - 1):  # k-means++: far from the chosen centers, in proportion to weight
+        d2 = np.min([np.sum((z - c) ** 2, 1) for c in centers], axis=0) * w
+        centers.append(z[rng.choice(n, p=d2 / d2.sum())] if d2.sum() > 0 else z[rng.choice(n)])
+    means = np.stack(centers) * scale
+    floor = np.full(d, 1e-12) if var_floor is None else np.asarray(var_floor, float)
+    var = np.tile(np.maximum(scale**2, floor), (k, 1))
+    pi = np.full(k, 1.0 / k)
+    prev = -np.inf
+    for _ in range(int(num_iterations)):
+        lp = np.log(pi) - 0.5 * np.sum(
+            (x[:, None, :] - means) ** 2 / var + np.log(2 * np.pi * var), axis=-1)
+        top = lp.max(axis=1, keepdims=True)
+        norm = top[:, 0] + np.log(np.exp(lp - top).sum(axis=1))
+        r = np.exp(lp - norm[:, None]) * w[:, None]  # weighted responsibilities
+        nk = np.maximum(r.sum(axis=0), 1e-300)
+        pi = np.maximum(nk, 1e-12)
+        pi = pi / pi.sum()
+        means = (r.T @ x) / nk[:, None]
+        var = np.maximum((r.T @ x**2) / nk[:, None] - means**2, floor)
+        ll = float(w @ norm)
+        if ll - prev < 1e-9 * max(1.0, abs(ll)):
+            break
+        prev = ll
+    return pi, means, var
+
+
+def pilot_reference(positions, log_weights, broad, *, num_components: int = 4,
+                    defensive_weight: float = 0.1, seed: int = 0):
+    """Reference from a pilot run's weighted walkers: ``(1 - w) GMM + w broad``.
+
+    The mixture's components are diagonal Gaussians fitted by :func:`fit_gaussian_mixture`;
+    their variances are floored at (1e-3 x the walkers' robust scale)^2, the robust scale being
+    1.4826 x the weighted median absolute deviation per coordinate. ``broad`` (the one-component
+    fallback of :func:`auto_reference`) keeps every region reachable. Returns
+    ``(reference, fitted)`` with ``fitted = dict(weights, means, stds)``.
+    """
+    x = np.asarray(positions, float)
+    lw = np.asarray(log_weights, float)
+    ok = np.isfinite(lw) & np.all(np.isfinite(x), axis=1)
+    if not ok.any():
+        raise ValueError("the pilot run has no walker with a finite weight")
+    x, lw = x[ok], lw[ok]
+    w = np.exp(lw - lw.max())
+    w = w / w.sum()
+    med = _weighted_median(x, w)
+    mad = 1.4826 * _weighted_median(np.abs(x - med), w)
+    robust = np.where(mad > 0, mad, np.sqrt(np.maximum(w @ (x - med) ** 2, 1e-300)))
+    pi, means, var = fit_gaussian_mixture(x, w, num_components, seed=seed,
+                                          var_floor=(1e-3 * robust) ** 2 + 1e-300)
+    broad_cov = np.asarray(broad.chol[0] @ np.swapaxes(broad.chol[0], -1, -2))
+    reference = _mixture_class()(
+        np.concatenate([np.asarray(broad.loc[:1]), means]),
+        np.concatenate([broad_cov[None], np.stack([np.diag(v) for v in var])]),
+        np.concatenate([[defensive_weight], (1.0 - defensive_weight) * pi]))
+    return reference, dict(weights=pi, means=means, stds=np.sqrt(var))
