@@ -5,7 +5,8 @@
 * :mod:`.paths` -- geometric path from a reference; likelihood tempering of a model.
 * :mod:`.engine` -- the one annealing loop ``anneal`` (reweight, resample, move).
 * :mod:`.moves` -- Jarzynski (ULA, eq. 102-103), MALA, HMC and NUTS moves.
-* :mod:`.reference` -- automatic multi-mode reference.
+* :mod:`.reference` -- automatic multi-mode reference (Laplace mixture, or a GMM fitted to a
+  pilot run).
 * :mod:`.bar` -- BAR between forward and reverse passes.
 * :mod:`.api` -- ``log_partition`` and ``log_evidence``; :mod:`.result` -- ``EvidenceResult``.
 """
@@ -13,7 +14,7 @@
 from .api import DEFAULT_METHOD, METHODS, log_evidence, log_partition
 from .engine import AnnealOutput, MoveInfo, anneal
 from .paths import LinearPath, PathState, geometric_path, tempering_path
-from .reference import auto_reference
+from .reference import auto_reference, fit_gaussian_mixture, pilot_reference
 from .resampling import (
     conditional_ess,
     ess,
@@ -29,7 +30,7 @@ from .schedules import Adaptive
 __all__ = [
     "log_partition", "log_evidence", "EvidenceResult", "METHODS", "DEFAULT_METHOD",
     "anneal", "AnnealOutput", "MoveInfo", "LinearPath", "PathState", "geometric_path",
-    "tempering_path", "auto_reference", "Adaptive",
+    "tempering_path", "auto_reference", "fit_gaussian_mixture", "pilot_reference", "Adaptive",
     "conditional_ess", "ess", "ess_fraction", "log_mean_exp", "normalize_log_weights",
     "resample_if", "systematic_resample",
 ]

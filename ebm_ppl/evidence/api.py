@@ -120,7 +120,11 @@ def log_partition(potential_fn, *, key, reference=None, dim: int | None = None,
         key: a JAX random key. The same key gives the same result.
         reference: a NumPyro distribution with event shape (dim,) and exact ``log_prob``; None
             builds a Gaussian mixture over the modes a multi-start L-BFGS finds (``num_starts``
-            starts from N(0, init_scale^2 I)), recorded in ``result.reference_info``.
+            starts from N(0, init_scale^2 I)); when no mode qualifies (e.g. Neal's funnel), a
+            diagonal Gaussian mixture fitted to a pilot annealing of ``num_walkers / 16``
+            walkers (at least 256) from N(0, init_scale^2 I). What was built, and the
+            gradients it cost (included in ``num_gradient_evals``), are in
+            ``result.reference_info``.
         method: "hmc" (default: most accurate per gradient in ``benchmarks/RESULTS.md``),
             "mala", "jarzynski" (ULA with exact nonequilibrium weights), "nuts", "is"
             (importance sampling from the reference, eq. 2) or "ti" (thermodynamic integration).
