@@ -88,6 +88,10 @@ def _check_scalar_energy(value, where: str, name: str = "potential_fn"):
         raise ValueError(f"{name} is not finite ({float(value)}) at {where}")
 
 
+def _flat_identity(x):
+    return x
+
+
 def energy_from_fn(fn: Callable, example, *, name: str = "energy") -> Energy:
     """Wrap a plain JAX potential ``fn(position) -> scalar`` of an array or a pytree.
 
@@ -105,8 +109,14 @@ def energy_from_fn(fn: Callable, example, *, name: str = "energy") -> Energy:
     if not jnp.issubdtype(flat.dtype, jnp.floating):
         flat = flat.astype(jnp.result_type(float))
 
-    def potential_fn(x):
-        return fn(unravel(x))
+    if isinstance(example, jax.Array | np.ndarray) and np.ndim(example) == 1 and \
+            flat.dtype == jnp.asarray(example).dtype:
+        # a flat array needs no unraveling: keep the user's own function (and a module-level
+        # unravel) so that compiled stages keyed on them are reused across calls
+        potential_fn, unravel = fn, _flat_identity
+    else:
+        def potential_fn(x):
+            return fn(unravel(x))
 
     try:
         value = potential_fn(flat)

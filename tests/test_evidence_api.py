@@ -132,6 +132,22 @@ def test_compiled_stage_is_reused_across_seeds_and_references(aniso):
     assert engine._stage._cache_size() == before
 
 
+def test_plain_function_reuses_the_compiled_stage():
+    """A plain function of a flat array is used as is (no new wrapper per call), so a second
+    call with the same function, a new key and a new reference compiles nothing new."""
+    def u(x):
+        return 0.5 * jnp.sum(x**2 / jnp.array([1.0, 0.25]))
+
+    kw = dict(dim=2, num_walkers=256, progress_bar=False)
+    first = ep.log_partition(u, key=jax.random.key(1), reference=ref2(2.0), **kw)
+    before = engine._stage._cache_size()
+    second = ep.log_partition(u, key=jax.random.key(2), reference=ref2(3.0), **kw)
+    assert engine._stage._cache_size() == before
+    exact = np.log(2 * np.pi * 0.5)
+    for res in (first, second):
+        assert abs(res.log_z - exact) < 4 * res.log_z_se + 1e-3
+
+
 # -- the engine's contract with a custom (exact) move -----------------------------------------
 
 def test_engine_with_an_exact_independence_move_and_schedules():
