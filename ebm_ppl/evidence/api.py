@@ -53,9 +53,12 @@ def _typed_key(key):
     return key
 
 
-def _check_options(method, num_walkers, step_size, num_moves, target_accept, target_ess,
-                   resample_threshold, num_groups, num_leapfrog, max_stages, step_jitter,
-                   schedule, num_stages):
+def _options(*, method=DEFAULT_METHOD, num_walkers=4096, step_size=None, schedule="adaptive",
+             num_stages=None, target_ess=0.7, num_moves=None, num_leapfrog=5, target_accept=None,
+             adapt_step_size=True, step_jitter=None, precondition=True, resample_threshold=1.0,
+             num_groups=None, bar=False, max_stages=1000, progress_bar=True) -> dict:
+    """Validate the run options :func:`log_partition` and :func:`log_evidence` share (defaults
+    as theirs); returns them as :func:`_run`'s keywords, with ``n`` walkers in ``g`` groups."""
     check_choice("method", method, METHODS)
     n = check_positive("num_walkers", num_walkers, integer=True)
     check_positive("step_size", step_size, allow_none=True)
@@ -78,7 +81,12 @@ def _check_options(method, num_walkers, step_size, num_moves, target_accept, tar
     if n % g or (method != "is" and n // g < 2):
         raise ValueError(f"num_walkers={n} must be a multiple of num_groups={g} with at least "
                          "2 walkers per group")
-    return n, g
+    return dict(method=method, n=n, g=g, step_size=step_size, schedule=schedule,
+                num_stages=num_stages, target_ess=target_ess, num_moves=num_moves,
+                num_leapfrog=num_leapfrog, target_accept=target_accept,
+                adapt_step_size=adapt_step_size, step_jitter=step_jitter,
+                precondition=precondition, resample_threshold=resample_threshold, bar=bar,
+                max_stages=max_stages, progress_bar=progress_bar)
 
 
 def _check_reference(reference, dim):
@@ -144,11 +152,15 @@ def log_partition(potential_fn, *, key, reference=None, dim: int | None = None,
             as on one device, up to floating-point reduction order. ``result.walkers`` keeps
             the final walkers on the devices.
     """
-    n, g = _check_options(method, num_walkers, step_size, num_moves, target_accept, target_ess,
-                          resample_threshold, num_groups, num_leapfrog, max_stages,
-                          step_jitter, schedule, num_stages)
+    opts = _options(method=method, num_walkers=num_walkers, step_size=step_size,
+                    schedule=schedule, num_stages=num_stages, target_ess=target_ess,
+                    num_moves=num_moves, num_leapfrog=num_leapfrog, target_accept=target_accept,
+                    adapt_step_size=adapt_step_size, step_jitter=step_jitter,
+                    precondition=precondition, resample_threshold=resample_threshold,
+                    num_groups=num_groups, bar=bar, max_stages=max_stages,
+                    progress_bar=progress_bar)
     sharding = walker_sharding(devices, mesh)
-    check_divisible(n, sharding)
+    check_divisible(opts["n"], sharding)
     energy = as_energy(potential_fn, dim=dim)
     check_positive("num_starts", num_starts, integer=True)
     check_positive("init_scale", init_scale)
@@ -162,18 +174,11 @@ def log_partition(potential_fn, *, key, reference=None, dim: int | None = None,
                                          init_scale=init_scale)
         if not len(info["modes"]):
             reference, info = _pilot_reference(energy, jax.random.fold_in(key_ref, 1),
-                                               reference, info, n, progress_bar)
+                                               reference, info, opts["n"], progress_bar)
     else:
         info = dict(kind=type(reference).__name__)
-    path = geometric_path(energy, reference)
-    return _run(path, key_run, method=method, n=n, g=g, step_size=step_size, schedule=schedule,
-                num_stages=num_stages, target_ess=target_ess, num_moves=num_moves,
-                num_leapfrog=num_leapfrog, target_accept=target_accept,
-                adapt_step_size=adapt_step_size, step_jitter=step_jitter,
-                precondition=precondition,
-                resample_threshold=resample_threshold, bar=bar, max_stages=max_stages,
-                progress_bar=progress_bar, reference=reference, reference_info=info, t0=t0,
-                sharding=sharding)
+    return _run(geometric_path(energy, reference), key_run, reference=reference,
+                reference_info=info, t0=t0, sharding=sharding, **opts)
 
 
 def log_evidence(model, *model_args, key, method: str = DEFAULT_METHOD, num_walkers: int = 4096,
@@ -191,25 +196,22 @@ def log_evidence(model, *model_args, key, method: str = DEFAULT_METHOD, num_walk
     :func:`log_partition` (``devices=``/``mesh=`` shard the walkers); other keyword arguments
     go to the model.
     """
-    n, g = _check_options(method, num_walkers, step_size, num_moves, target_accept, target_ess,
-                          resample_threshold, num_groups, num_leapfrog, max_stages,
-                          step_jitter, schedule, num_stages)
+    opts = _options(method=method, num_walkers=num_walkers, step_size=step_size,
+                    schedule=schedule, num_stages=num_stages, target_ess=target_ess,
+                    num_moves=num_moves, num_leapfrog=num_leapfrog, target_accept=target_accept,
+                    adapt_step_size=adapt_step_size, step_jitter=step_jitter,
+                    precondition=precondition, resample_threshold=resample_threshold,
+                    num_groups=num_groups, bar=bar, max_stages=max_stages,
+                    progress_bar=progress_bar)
     sharding = walker_sharding(devices, mesh)
-    check_divisible(n, sharding)
+    check_divisible(opts["n"], sharding)
     check_model_data(model_args, model_kwargs)
     key = _typed_key(key)
     key_model, key_run = jax.random.split(key)
     t0 = time.perf_counter()
     energy = energy_from_model(model, *model_args, key=key_model, **model_kwargs)
-    path = tempering_path(energy)
-    return _run(path, key_run, method=method, n=n, g=g, step_size=step_size, schedule=schedule,
-                num_stages=num_stages, target_ess=target_ess, num_moves=num_moves,
-                num_leapfrog=num_leapfrog, target_accept=target_accept,
-                adapt_step_size=adapt_step_size, step_jitter=step_jitter,
-                precondition=precondition,
-                resample_threshold=resample_threshold, bar=bar, max_stages=max_stages,
-                progress_bar=progress_bar, reference="prior",
-                reference_info=dict(kind="prior"), t0=t0, sharding=sharding)
+    return _run(tempering_path(energy), key_run, reference="prior",
+                reference_info=dict(kind="prior"), t0=t0, sharding=sharding, **opts)
 
 
 PILOT_FRACTION = 16  # the pilot anneals num_walkers / 16 walkers, at least 256
@@ -220,12 +222,9 @@ def _pilot_reference(energy, key, broad, info, n, progress_bar):
     method and fit :func:`~.reference.pilot_reference` to them (its gradients are counted).
     Up to 4 components, fewer when the pilot has under 5 walkers per fitted parameter pair."""
     n_pilot = max(256, n // PILOT_FRACTION // 16 * 16)
-    pilot = _run(geometric_path(energy, broad), key, method=DEFAULT_METHOD, n=n_pilot, g=16,
-                 step_size=None, schedule="adaptive", num_stages=None, target_ess=0.7,
-                 num_moves=None, num_leapfrog=5, target_accept=None, adapt_step_size=True,
-                 step_jitter=None, precondition=True, resample_threshold=1.0, bar=False,
-                 max_stages=1000, progress_bar=progress_bar, reference=broad,
-                 reference_info=dict(kind="broad"), t0=time.perf_counter())
+    pilot = _run(geometric_path(energy, broad), key, reference=broad,
+                 reference_info=dict(kind="broad"), t0=time.perf_counter(),
+                 **_options(num_walkers=n_pilot, num_groups=16, progress_bar=progress_bar))
     k = int(np.clip(n_pilot // (5 * energy.dim), 1, 4))
     seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
     reference, fitted = pilot_reference(pilot.walkers, pilot.log_weights, broad,
