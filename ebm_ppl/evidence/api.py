@@ -310,6 +310,12 @@ def _run(path, key, *, method, n, g, step_size, schedule, num_stages, target_ess
     h = out.history
     grads += out.num_grads
     messages = []
+    if reference_info.get("kind") == "auto (pilot)":
+        messages.append(
+            "no minimum qualified for a Laplace reference (an energy unbounded below, or a "
+            "needle like a funnel's neck), so the reference was fitted to a pilot run: mass that "
+            "no walker reached biases log Z low beyond log_z_se; compare with a slower run "
+            "(higher target_ess or num_moves)")
     if len(h["ess"]) and np.min(h["ess"]) < 0.05:
         k = int(np.argmin(h["ess"]))
         messages.append(

@@ -7,7 +7,8 @@ Gaussian N(m_k, widen^2 H_k^{-1}) (variances capped at init_scale^2; a minimum n
 ``min_var``, default (1e-3 init_scale)^2, e.g. the neck of a funnel, is no Laplace mode and
 is left out), weighted by their Laplace evidence exp(-U(m_k)) det(H_k)^{-1/2}
 (floored so that no found mode is starved), plus a *defensive* Gaussian with the mixture's
-own mean and covariance (spanning every mode, weight ``defensive_weight``); with no mode found,
+own mean and covariance (spanning every mode, weight ``defensive_weight``; with one mode it
+would be that mode's Gaussian, so a single Gaussian is used); with no mode found,
 the reference is N(center, init_scale^2 I). The result
 is a normalized NumPyro distribution with an exact ``log_prob``: annealing from it stays exact
 whatever it looks like; a good one only lowers the variance.
@@ -167,14 +168,19 @@ def auto_reference(energy: Energy, key, *, num_starts: int = 256, init_scale: fl
         mean = w @ m
         diff = m - mean
         cov = np.einsum("k,kij->ij", w, np.stack(covs)) + np.einsum("k,ki,kj->ij", w, diff, diff)
-        comps_mean, comps_cov = [mean] + modes, [cov] + covs
-        weights = np.concatenate([[defensive_weight], (1.0 - defensive_weight) * w])
+        if len(modes) == 1:  # the defensive Gaussian would be the mode's own: one component
+            comps_mean, comps_cov, weights = modes, covs, np.ones(1)
+        else:
+            comps_mean, comps_cov = [mean] + modes, [cov] + covs
+            weights = np.concatenate([[defensive_weight], (1.0 - defensive_weight) * w])
     else:
         comps_mean, comps_cov, weights = [center], [np.eye(d) * max_var], np.ones(1)
     reference = _mixture_class()(np.stack(comps_mean), np.stack(comps_cov), weights)
-    info.update(modes=np.asarray(modes).reshape(-1, d), mode_weights=weights[1:],
+    single = len(modes) == 1
+    info.update(modes=np.asarray(modes).reshape(-1, d),
+                mode_weights=weights if single else weights[1:],
                 mode_stds=np.asarray([np.sqrt(np.diag(c)) for c in covs]).reshape(-1, d),
-                defensive_weight=float(weights[0]) if modes else 1.0,
+                defensive_weight=0.0 if single else float(weights[0]) if modes else 1.0,
                 rejected_narrow_minima=rejected)
     return reference, info
 

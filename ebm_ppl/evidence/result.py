@@ -113,10 +113,17 @@ class EvidenceResult:
             lines.append(f"  acceptance       = {np.mean(self.acceptance):.2f} (mean), "
                          f"final step {self.step_size[-1]:.3g}")
         kind = self.reference_info.get("kind", "given")
+        info = self.reference_info
         if kind == "auto":
-            lines.append(f"  reference        = auto: {len(self.reference_info['modes'])} mode(s) "
-                         f"from {self.reference_info['num_starts']} starts (Laplace mixture "
-                         f"+ {self.reference_info['defensive_weight']:.2f} defensive Gaussian)")
+            shape = ("Laplace Gaussian" if info["defensive_weight"] == 0 else
+                     f"Laplace mixture + {info['defensive_weight']:.2f} defensive Gaussian")
+            lines.append(f"  reference        = auto: {len(info['modes'])} mode(s) from "
+                         f"{info['num_starts']} starts ({shape})")
+        elif kind == "auto (pilot)":
+            k = len(info["pilot_components"]["weights"])
+            lines.append(f"  reference        = auto: no Laplace mode; {k}-component mixture "
+                         f"fitted to a pilot of {info['pilot_walkers']} walkers + "
+                         f"{info['defensive_weight']:.2f} broad Gaussian")
         else:
             lines.append(f"  reference        = {kind}")
         lines += [f"  note: {m}" for m in self.messages]
