@@ -142,6 +142,22 @@ def _log_normal(y, mean, var):
     return -0.5 * np.sum((y - mean) ** 2 / var + np.log(2 * np.pi * var), axis=-1)
 
 
+def test_auto_reference_rejects_flat_minima():
+    """A stationary point that does not confine some direction (curvature 1e-9 there; in float32
+    the funnel's mouth, at x ~ 1e8, once passed as a mode and wrecked the run) is not a mode."""
+    from ebm_ppl.evidence import auto_reference
+
+    def u(x):
+        return 0.5 * x[0] ** 2 + 0.5e-9 * x[1] ** 2
+
+    ref, info = auto_reference(ep.energy_from_fn(u, jnp.zeros(2)), jax.random.key(0),
+                               num_starts=4)
+    assert len(info["modes"]) == 0 and info["rejected_flat_minima"] >= 1
+    res = ep.log_partition(u, dim=2, key=jax.random.key(1), num_walkers=256,
+                           num_starts=4, progress_bar=False)
+    assert res.reference_info["kind"] == "auto (pilot)"
+
+
 def test_auto_reference_skips_the_funnel_neck():
     """The funnel's only minimum is a needle at v = -40.5: no Laplace component goes there."""
     from ebm_ppl.evidence import auto_reference

@@ -5,7 +5,7 @@ energy and the coupling of a strongly correlated one. Here L-BFGS (optax) runs f
 ``num_starts`` points drawn from N(center, init_scale^2 I); distinct local minima m_k get a
 Gaussian N(m_k, widen^2 H_k^{-1}) (variances capped at init_scale^2; a minimum narrower than
 ``min_var``, default (1e-3 init_scale)^2, e.g. the neck of a funnel, is no Laplace mode and
-is left out), weighted by their Laplace evidence exp(-U(m_k)) det(H_k)^{-1/2}
+is left out, and so is a "minimum" flat in some direction, where the gradient merely vanished), weighted by their Laplace evidence exp(-U(m_k)) det(H_k)^{-1/2}
 (floored so that no found mode is starved), plus a *defensive* Gaussian with the mixture's
 own mean and covariance (spanning every mode, weight ``defensive_weight``; with one mode it
 would be that mode's Gaussian, so a single Gaussian is used); with no mode found,
@@ -30,6 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..energy import Energy
+
+FLAT_CURVATURE = 1e-6  # min Hessian eigenvalue x init_scale^2 below which a minimum is flat
 
 __all__ = ["auto_reference", "find_modes", "fit_gaussian_mixture", "pilot_reference"]
 
@@ -132,7 +134,7 @@ def auto_reference(energy: Energy, key, *, num_starts: int = 256, init_scale: fl
     max_var = init_scale**2
     min_var = (1e-3 * init_scale) ** 2 if min_var is None else min_var
     modes, covs, log_ev, kept_h = [], [], [], []
-    rejected = 0
+    rejected = flat = 0
     for i in order:
         if not ok[i]:
             continue
@@ -149,6 +151,11 @@ def auto_reference(energy: Energy, key, *, num_starts: int = 256, init_scale: fl
             continue  # not a minimum the optimizer converged to
         if lam.max() * min_var > widen**2:
             rejected += 1  # narrower than min_var (e.g. the neck of a funnel): no Laplace there
+            continue
+        if lam.min() * max_var < FLAT_CURVATURE:
+            # a direction ~1000x broader than the starts: no confining mode, just a flat region
+            # where the gradient vanished (a funnel's mouth in float32 once qualified)
+            flat += 1
             continue
         lam_pos = np.maximum(lam, 1.0 / max_var)
         var = np.clip(widen**2 / lam_pos, min_var, max_var)
@@ -181,7 +188,7 @@ def auto_reference(energy: Energy, key, *, num_starts: int = 256, init_scale: fl
                 mode_weights=weights if single else weights[1:],
                 mode_stds=np.asarray([np.sqrt(np.diag(c)) for c in covs]).reshape(-1, d),
                 defensive_weight=0.0 if single else float(weights[0]) if modes else 1.0,
-                rejected_narrow_minima=rejected)
+                rejected_narrow_minima=rejected, rejected_flat_minima=flat)
     return reference, info
 
 
