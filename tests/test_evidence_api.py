@@ -25,6 +25,21 @@ def ref2(scale=2.0):
 
 # -- input errors, raised before any tracing -------------------------------------------------
 
+@pytest.mark.parametrize("fn", [ep.log_partition, ep.log_evidence])
+def test_public_signatures_carry_every_run_option_with_its_default(fn):
+    """Both entry points hand their run options on by name (evidence/api.py: _OPTION_NAMES):
+    each must spell out every option, with the same default as the validator."""
+    import inspect
+
+    from ebm_ppl.evidence import api
+
+    shared = inspect.signature(api._options).parameters
+    public = inspect.signature(fn).parameters
+    for name, p in shared.items():
+        assert name in public, name
+        assert public[name].default == p.default, name
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(method="smc"), "method"),
     (dict(num_walkers=0), "num_walkers"),

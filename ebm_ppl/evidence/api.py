@@ -9,6 +9,7 @@ fixed ladder (both baselines for teaching and comparison).
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 
@@ -89,6 +90,10 @@ def _options(*, method=DEFAULT_METHOD, num_walkers=4096, step_size=None, schedul
                 max_stages=max_stages, progress_bar=progress_bar)
 
 
+_OPTION_NAMES = frozenset(inspect.signature(_options).parameters)
+"""The run options :func:`log_partition` and :func:`log_evidence` share, by their own names."""
+
+
 def _check_reference(reference, dim):
     if not (hasattr(reference, "log_prob") and hasattr(reference, "sample")):
         raise ValueError("reference must be a NumPyro distribution with log_prob and sample, "
@@ -152,13 +157,7 @@ def log_partition(potential_fn, *, key, reference=None, dim: int | None = None,
             as on one device, up to floating-point reduction order. ``result.walkers`` keeps
             the final walkers on the devices.
     """
-    opts = _options(method=method, num_walkers=num_walkers, step_size=step_size,
-                    schedule=schedule, num_stages=num_stages, target_ess=target_ess,
-                    num_moves=num_moves, num_leapfrog=num_leapfrog, target_accept=target_accept,
-                    adapt_step_size=adapt_step_size, step_jitter=step_jitter,
-                    precondition=precondition, resample_threshold=resample_threshold,
-                    num_groups=num_groups, bar=bar, max_stages=max_stages,
-                    progress_bar=progress_bar)
+    opts = _options(**{k: v for k, v in locals().items() if k in _OPTION_NAMES})
     sharding = walker_sharding(devices, mesh)
     check_divisible(opts["n"], sharding)
     energy = as_energy(potential_fn, dim=dim)
@@ -196,13 +195,7 @@ def log_evidence(model, *model_args, key, method: str = DEFAULT_METHOD, num_walk
     :func:`log_partition` (``devices=``/``mesh=`` shard the walkers); other keyword arguments
     go to the model.
     """
-    opts = _options(method=method, num_walkers=num_walkers, step_size=step_size,
-                    schedule=schedule, num_stages=num_stages, target_ess=target_ess,
-                    num_moves=num_moves, num_leapfrog=num_leapfrog, target_accept=target_accept,
-                    adapt_step_size=adapt_step_size, step_jitter=step_jitter,
-                    precondition=precondition, resample_threshold=resample_threshold,
-                    num_groups=num_groups, bar=bar, max_stages=max_stages,
-                    progress_bar=progress_bar)
+    opts = _options(**{k: v for k, v in locals().items() if k in _OPTION_NAMES})
     sharding = walker_sharding(devices, mesh)
     check_divisible(opts["n"], sharding)
     check_model_data(model_args, model_kwargs)
