@@ -64,3 +64,16 @@ def test_free_energy_bad_input():
         spins.log_partition(model, key=jax.random.key(0), num_walkers=0)
     with pytest.raises(ValueError, match="key"):
         spins.log_partition(model, key=3)
+
+
+def test_ep_log_partition_hands_spin_models_to_spins_log_partition():
+    """The top-level entry point works on a spin model too: same key, same estimate as
+    ep.spins.log_partition, within 4 se of the exact Ising log Z; options that only continuous
+    energies have are refused by name."""
+    model = spins.Ising(4, T=2.5)
+    kw = dict(key=jax.random.key(0), num_walkers=2048, progress_bar=False)
+    top = ep.log_partition(model, **kw)
+    assert top.log_z == spins.log_partition(model, **kw).log_z
+    assert abs(top.log_z - spins.ising_log_z(4, 2.5)) < 4 * top.log_z_se
+    with pytest.raises(ValueError, match="method, step_size: not options of spin models"):
+        ep.log_partition(model, key=jax.random.key(0), method="mala", step_size=0.1)

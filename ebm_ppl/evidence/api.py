@@ -156,7 +156,13 @@ def log_partition(potential_fn, *, key, reference=None, dim: int | None = None,
             evenly. Reductions and resampling stay global: the same key gives the same log Z
             as on one device, up to floating-point reduction order. ``result.walkers`` keeps
             the final walkers on the devices.
+
+    A spin model (:mod:`ebm_ppl.spins`) is handed to :func:`ebm_ppl.spins.log_partition`
+    (Gibbs sweeps; the options the two share are passed on, the others must keep their
+    defaults).
     """
+    if hasattr(potential_fn, "tempered") and hasattr(potential_fn, "random_spins"):
+        return _spin_log_partition(potential_fn, key, locals())
     opts = _options(**{k: v for k, v in locals().items() if k in _OPTION_NAMES})
     sharding = walker_sharding(devices, mesh)
     check_divisible(opts["n"], sharding)
@@ -205,6 +211,25 @@ def log_evidence(model, *model_args, key, method: str = DEFAULT_METHOD, num_walk
     energy = energy_from_model(model, *model_args, key=key_model, **model_kwargs)
     return _run(tempering_path(energy), key_run, reference="prior",
                 reference_info=dict(kind="prior"), t0=t0, sharding=sharding, **opts)
+
+
+_SPIN_OPTIONS = ("num_walkers", "schedule", "num_stages", "target_ess", "num_moves",
+                 "resample_threshold", "num_groups", "max_stages", "progress_bar")
+
+
+def _spin_log_partition(model, key, given):
+    from ..spins import log_partition as spin_log_partition
+
+    defaults = inspect.signature(log_partition).parameters
+    ignored = [name for name, p in defaults.items()
+               if name not in _SPIN_OPTIONS + ("potential_fn", "key")
+               and given[name] is not p.default and given[name] != p.default]
+    if ignored:
+        raise ValueError(f"{', '.join(ignored)}: not options of spin models; call "
+                         "ep.spins.log_partition(model, key=..., kernel='gibbs' or "
+                         "'metropolis', ...) for the spin options")
+    kwargs = {k: given[k] for k in _SPIN_OPTIONS if given[k] is not None}
+    return spin_log_partition(model, key=key, **kwargs)
 
 
 PILOT_FRACTION = 16  # the pilot anneals num_walkers / 16 walkers, at least 256
