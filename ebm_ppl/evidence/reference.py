@@ -78,28 +78,46 @@ def _mixture_class():
     return GaussianMixtureReference
 
 
+GRAD_TOL = 1e-4  # a start has converged when |grad U| <= GRAD_TOL max(1, |U|) sqrt(d)
+
+
+def _converged(value, grad):
+    return jnp.linalg.norm(grad) <= GRAD_TOL * jnp.maximum(1.0, jnp.abs(value)) * jnp.sqrt(
+        grad.shape[-1])
+
+
 @functools.partial(jax.jit, static_argnames=("potential_fn", "max_iter"))
 def _lbfgs_many(potential_fn, starts, max_iter):
+    """L-BFGS from every start at once, until all have converged or ``max_iter`` iterations;
+    a converged start is frozen. Returns end points, values, gradient norms, iterations."""
     import optax
 
     opt = optax.lbfgs()
     value_and_grad = optax.value_and_grad_from_state(potential_fn)
 
-    def run(x0):
-        def step(carry, _):
-            x, state = carry
-            value, grad = value_and_grad(x, state=state)
-            updates, state = opt.update(grad, state, x, value=value, grad=grad,
+    def step(x, state):
+        value, grad = value_and_grad(x, state=state)
+        updates, new_state = opt.update(grad, state, x, value=value, grad=grad,
                                         value_fn=potential_fn)
-            x_new = optax.apply_updates(x, updates)
-            x_new = jnp.where(jnp.all(jnp.isfinite(x_new)), x_new, x)
-            return (x_new, state), None
+        x_new = optax.apply_updates(x, updates)
+        keep = _converged(value, grad) | ~jnp.all(jnp.isfinite(x_new))
+        new_state = jax.tree.map(lambda a, b: jnp.where(keep, a, b), state, new_state)
+        return jnp.where(keep, x, x_new), new_state, _converged(value, grad)
 
-        (x, _), _ = jax.lax.scan(step, (x0, opt.init(x0)), None, length=max_iter)
-        value, grad = jax.value_and_grad(potential_fn)(x)
-        return x, value, jnp.linalg.norm(grad)
+    def body(carry):
+        i, x, state, _ = carry
+        x, state, done = jax.vmap(step)(x, state)
+        return i + 1, x, state, done
 
-    return jax.vmap(run)(starts)
+    def cond(carry):
+        i, _, _, done = carry
+        return (i < max_iter) & ~jnp.all(done)
+
+    init = (jnp.zeros((), jnp.int32), starts, jax.vmap(opt.init)(starts),
+            jnp.zeros(starts.shape[0], bool))
+    iterations, x, _, _ = jax.lax.while_loop(cond, body, init)
+    value, grad = jax.vmap(jax.value_and_grad(potential_fn))(x)
+    return x, value, jnp.linalg.norm(grad, axis=-1), iterations
 
 
 @functools.partial(jax.jit, static_argnames=("potential_fn",))
@@ -108,10 +126,12 @@ def _hessian(potential_fn, x):
 
 
 def find_modes(potential_fn, starts, *, max_iter: int = 200):
-    """Run L-BFGS (optax) from each row of ``starts``; returns (points, values, gradient norms,
-    gradient evaluations), the last an upper estimate (two per iteration and start)."""
-    xs, values, gnorms = _lbfgs_many(potential_fn, starts, int(max_iter))
-    return np.asarray(xs), np.asarray(values), np.asarray(gnorms), 2 * max_iter * len(starts)
+    """Run L-BFGS (optax) from each row of ``starts`` until every start has converged (or
+    ``max_iter`` iterations); returns (points, values, gradient norms, gradient evaluations),
+    the last counted as two per iteration and start (a line search usually needs one)."""
+    xs, values, gnorms, iterations = _lbfgs_many(potential_fn, starts, int(max_iter))
+    return (np.asarray(xs), np.asarray(values), np.asarray(gnorms),
+            2 * int(iterations) * len(starts) + len(starts))
 
 
 def auto_reference(energy: Energy, key, *, num_starts: int = 256, init_scale: float = 3.0,
@@ -127,7 +147,7 @@ def auto_reference(energy: Energy, key, *, num_starts: int = 256, init_scale: fl
     starts = jnp.asarray(center) + init_scale * jax.random.normal(key, (int(num_starts), d))
     xs, values, gnorms, grads = find_modes(energy.potential_fn, starts, max_iter=max_iter)
     ok = np.isfinite(values) & np.all(np.isfinite(xs), axis=1)
-    converged = ok & (gnorms <= 1e-4 * np.maximum(1.0, np.abs(values)) * np.sqrt(d))
+    converged = ok & (gnorms <= GRAD_TOL * np.maximum(1.0, np.abs(values)) * np.sqrt(d))
     if converged.any():
         ok = converged  # unconverged end points are not modes (a narrow basin still counts)
     order = np.argsort(np.where(ok, values, np.inf))
