@@ -2,6 +2,7 @@
 (issue 5, acceptance 2 and 4)."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -76,4 +77,4 @@ def test_ep_log_partition_hands_spin_models_to_spins_log_partition():
     assert top.log_z == spins.log_partition(model, **kw).log_z
     assert abs(top.log_z - spins.ising_log_z(4, 2.5)) < 4 * top.log_z_se
     with pytest.raises(ValueError, match="method, step_size: not options of spin models"):
-        ep.log_partition(model, key=jax.random.key(0), method="mala", step_size=0.1)
+        ep.log_partition(model, key=jax.random.key(0), method="mala", step_size=jnp.asarray(0.1))

@@ -217,13 +217,21 @@ _SPIN_OPTIONS = ("num_walkers", "schedule", "num_stages", "target_ess", "num_mov
                  "resample_threshold", "num_groups", "max_stages", "progress_bar")
 
 
+def _is_default(value, default) -> bool:
+    if value is default:
+        return True
+    if default is None or isinstance(value, jax.Array | np.ndarray):
+        return False
+    return bool(value == default)
+
+
 def _spin_log_partition(model, key, given):
     from ..spins import log_partition as spin_log_partition
 
     defaults = inspect.signature(log_partition).parameters
     ignored = [name for name, p in defaults.items()
                if name not in _SPIN_OPTIONS + ("potential_fn", "key")
-               and given[name] is not p.default and given[name] != p.default]
+               and not _is_default(given[name], p.default)]
     if ignored:
         raise ValueError(f"{', '.join(ignored)}: not options of spin models; call "
                          "ep.spins.log_partition(model, key=..., kernel='gibbs' or "
