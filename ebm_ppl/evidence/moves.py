@@ -13,6 +13,10 @@ linear change of variables leaves every acceptance ratio and Jarzynski increment
 * :func:`hmc_move` -- batched leapfrog HMC with ``num_leapfrog`` steps (invariant).
 * :func:`nuts_move` -- NumPyro's NUTS (``numpyro.infer.hmc.hmc(..., algo="NUTS")``) per walker.
 
+ULA, MALA and HMC are written on the whole (N, dim) batch, not as per-walker functions under
+vmap: the same arithmetic and random numbers, fused by XLA into fewer passes (on the CPU at
+d = 10, MALA 1.35 -> 0.93 us per walker and move, HMC 0.48 -> 0.23 us per gradient).
+
 A move is a ``jax.tree_util.Partial`` of a module-level function over the path (a pytree), so
 the engine's compiled stage is reused across calls with the same energy and options.
 """
@@ -49,80 +53,87 @@ def walker_scale(positions, precondition: bool = True, max_points: int = 128):
     return jnp.maximum(mad, 1e-8 * jnp.maximum(jnp.max(mad), 1e-30))
 
 
-def _view(st: PathState, beta, s) -> LangevinState:
-    return LangevinState(st.position / s, st.potential(beta), s * st.grad(beta))
-
-
-def _select(pred, a, b):
-    return jax.tree.map(lambda u, v: jnp.where(pred, u, v), a, b)
-
-
-def _batched(one, precondition, bulk, path, key, state: PathState, beta, step_size):
-    """vmap a per-walker move over walkers with a shared scale. With ``bulk`` the random
-    numbers (one normal vector and one log-uniform per walker) are drawn for all walkers at
-    once: on the CPU, per-walker keys cost more than a cheap energy's gradient."""
-    s = walker_scale(state.position, precondition)
+def _draws(key, state: PathState):
+    """One standard normal vector and one log-uniform per walker, drawn for all at once."""
     n, d = state.position.shape
-    if bulk:
-        k_n, k_u = jax.random.split(key)
-        dtype = state.position.dtype
-        rnd = (jax.random.normal(k_n, (n, d), dtype),
-               jnp.log(jax.random.uniform(k_u, (n,), dtype)))
-    else:
-        rnd = jax.random.split(key, n)
-    new, acc, inc, grads = jax.vmap(one, in_axes=(None, 0, 0, None, 0, None))(
-        path, rnd, state, beta, step_size, s)
-    return new, MoveInfo(acc, inc, jnp.sum(grads))
+    k_n, k_u = jax.random.split(key)
+    dtype = state.position.dtype
+    return (jax.random.normal(k_n, (n, d), dtype),
+            jnp.log(jax.random.uniform(k_u, (n,), dtype)))
 
 
-def _langevin_one(adjusted, path, rnd, st, beta, h, s):
-    noise, log_u = rnd
-    old = _view(st, beta, s)
-    y = old.position - h * old.grad + jnp.sqrt(2.0 * h) * noise
-    prop = path.evaluate(s * y)
-    log_ratio = langevin_log_ratio(old, _view(prop, beta, s), h)
-    finite = jnp.isfinite(prop.potential(beta)) & jnp.all(jnp.isfinite(prop.grad(beta)))
-    # non-finite, or exploding (a log ratio below -MAX_DELTA_ENERGY, NUTS's divergence bound):
-    # an unadjusted walker dies there (weight zero); an adjusted one rejects
-    finite = finite & (log_ratio >= -MAX_DELTA_ENERGY)
+def _keep(pred, new, old):
+    """Per walker: ``new`` where ``pred`` (shape (N,)) else ``old``, over every leaf."""
+    return jax.tree.map(
+        lambda a, b: jnp.where(pred.reshape(pred.shape + (1,) * (a.ndim - 1)), a, b), new, old)
+
+
+def _langevin_all(adjusted, precondition, path, key, state: PathState, beta, step_size):
+    """ULA (``adjusted=False``, reporting the eq. 102-103 increment) or MALA on all walkers at
+    once, in whitened coordinates ``y = x / s``. A non-finite or exploding proposal (log ratio
+    below -MAX_DELTA_ENERGY) is rejected by MALA and kills a ULA walker's weight (the walker
+    stays in place. Of its 0.93 us per walker at d = 10 on the CPU, 0.65 draw the normals."""
+    s = walker_scale(state.position, precondition)
+    noise, log_u = _draws(key, state)
+    h = step_size[:, None]
+    y0, g0, u0 = state.position / s, s * state.grad(beta), state.potential(beta)
+    y1 = y0 - h * g0 + jnp.sqrt(2.0 * h) * noise
+    prop = path.evaluate_batch(s * y1)
+    g1, u1 = s * prop.grad(beta), prop.potential(beta)
+    log_ratio = jax.vmap(langevin_log_ratio)(LangevinState(y0, u0, g0),
+                                              LangevinState(y1, u1, g1), step_size)
+    finite = (jnp.isfinite(u1) & jnp.all(jnp.isfinite(g1), axis=-1)
+              & (log_ratio >= -MAX_DELTA_ENERGY))
     log_ratio = jnp.where(finite, log_ratio, -jnp.inf)
     acc = jnp.minimum(1.0, jnp.exp(log_ratio))
     if adjusted:
-        accept = log_u < log_ratio
-        return _select(accept, prop, st), acc, jnp.zeros_like(log_ratio), 1
-    # ULA always moves; a non-finite proposal kills the walker's weight (kept in place)
-    return _select(finite, prop, st), acc, log_ratio, 1
+        return _keep(log_u < log_ratio, prop, state), MoveInfo(
+            acc, jnp.zeros_like(log_ratio), jnp.asarray(noise.shape[0], acc.dtype))
+    return _keep(finite, prop, state), MoveInfo(
+        acc, log_ratio, jnp.asarray(noise.shape[0], acc.dtype))
 
 
-def _hmc_one(num_leapfrog, path, rnd, st, beta, h, s):
-    p0, log_u = rnd
-    y0 = st.position / s
-    h0 = st.potential(beta) + 0.5 * jnp.sum(p0 * p0)
-    p = p0 - 0.5 * h * s * st.grad(beta)
+def _hmc_all(num_leapfrog, precondition, path, key, state: PathState, beta, step_size):
+    """HMC with ``num_leapfrog`` leapfrog steps on all walkers at once, identity mass in y;
+    each walker takes the same number of gradient steps."""
+    s = walker_scale(state.position, precondition)
+    p0, log_u = _draws(key, state)
+    h = step_size[:, None]
+    y0 = state.position / s
+    h0 = state.potential(beta) + 0.5 * jnp.sum(p0 * p0, axis=-1)
+    p = p0 - 0.5 * h * s * state.grad(beta)
 
     def body(i, carry):
         y, p, _ = carry
         y = y + h * p
-        new = path.evaluate(s * y)
+        new = path.evaluate_batch(s * y)
         p = p - jnp.where(i == num_leapfrog - 1, 0.5, 1.0) * h * s * new.grad(beta)
         return y, p, new
 
-    _, p, new = jax.lax.fori_loop(0, num_leapfrog, body, (y0, p, st))
-    log_ratio = h0 - new.potential(beta) - 0.5 * jnp.sum(p * p)
+    _, p, new = jax.lax.fori_loop(0, num_leapfrog, body, (y0, p, state))
+    log_ratio = h0 - new.potential(beta) - 0.5 * jnp.sum(p * p, axis=-1)
     log_ratio = jnp.where(jnp.isfinite(log_ratio), log_ratio, -jnp.inf)
-    accept = log_u < log_ratio
     acc = jnp.minimum(1.0, jnp.exp(log_ratio))
-    return _select(accept, new, st), acc, jnp.zeros_like(log_ratio), num_leapfrog
+    return _keep(log_u < log_ratio, new, state), MoveInfo(
+        acc, jnp.zeros_like(log_ratio), jnp.asarray(p0.shape[0] * num_leapfrog, acc.dtype))
+
+
+def _nuts_all(max_tree_depth, precondition, path, key, state: PathState, beta, step_size):
+    """NumPyro's NUTS per walker under vmap (one key each; trees differ in length)."""
+    s = walker_scale(state.position, precondition)
+    keys = jax.random.split(key, state.position.shape[0])
+    one = functools.partial(_nuts_one, max_tree_depth)
+    new, acc, grads = jax.vmap(one, in_axes=(None, 0, 0, None, 0, None))(
+        path, keys, state, beta, step_size, s)
+    return new, MoveInfo(acc, jnp.zeros_like(acc), jnp.sum(grads))
 
 
 @functools.lru_cache(maxsize=None)
 def _move_fn(kind: str, precondition: bool, option: int = 0):
     """One stable function object per configuration (so jit caches hit across calls)."""
-    one = {"jarzynski": functools.partial(_langevin_one, False),
-           "mala": functools.partial(_langevin_one, True),
-           "hmc": functools.partial(_hmc_one, option),
-           "nuts": functools.partial(_nuts_one, option)}[kind]
-    return functools.partial(_batched, one, precondition, kind != "nuts")
+    if kind in ("jarzynski", "mala"):
+        return functools.partial(_langevin_all, kind == "mala", precondition)
+    return functools.partial({"hmc": _hmc_all, "nuts": _nuts_all}[kind], option, precondition)
 
 
 def jarzynski_move(path: LinearPath, precondition: bool = True):
@@ -181,8 +192,7 @@ def _nuts_one(max_tree_depth, path, key, st, beta, h, s):
         accept_prob=jnp.zeros_like(h), mean_accept_prob=jnp.zeros_like(h),
         diverging=jnp.array(False), adapt_state=adapt, rng_key=key)
     out = sample_kernel(state, model_args=(beta, path))
-    new = path.evaluate(out.z)
-    return new, out.accept_prob, jnp.zeros_like(h), out.num_steps + 1
+    return path.evaluate(out.z), out.accept_prob, out.num_steps + 1
 
 
 def nuts_move(path: LinearPath, max_tree_depth: int = 6, precondition: bool = True):
