@@ -250,7 +250,19 @@ class PureKernelSampler(MCMCKernel):
         return sample_one
 
 
-class ULA(PureKernelSampler):
+class _FixedStepSampler(PureKernelSampler):
+    """A kernel without a Metropolis test: nothing to adapt its step toward, so it keeps the
+    ``step_size`` it is given (and takes no ``adapt_step_size``)."""
+
+    default_target_accept_prob = None
+
+    def __init__(self, model=None, potential_fn=None, *, step_size: float = 0.01,
+                 init_strategy=init_to_uniform):
+        super().__init__(model, potential_fn, step_size=step_size, adapt_step_size=False,
+                         init_strategy=init_strategy)
+
+
+class ULA(_FixedStepSampler):
     """Unadjusted Langevin algorithm (seed eq. 67) as a NumPyro kernel.
 
     ULA keeps the step it is given: it has no accept/reject step, so at any fixed
@@ -262,12 +274,6 @@ class ULA(PureKernelSampler):
 
     pure_init = staticmethod(langevin_init)
     pure_step = staticmethod(ula_step)
-    default_target_accept_prob = None
-
-    def __init__(self, model=None, potential_fn=None, *, step_size: float = 0.01,
-                 init_strategy=init_to_uniform):
-        super().__init__(model, potential_fn, step_size=step_size, adapt_step_size=False,
-                         init_strategy=init_strategy)
 
 
 class MALA(PureKernelSampler):
@@ -291,7 +297,7 @@ class RWMH(PureKernelSampler):
     default_target_accept_prob = 0.234
 
 
-class Jarzynski(PureKernelSampler):
+class Jarzynski(_FixedStepSampler):
     """ULA with the Jarzynski log weight of seed eq. 102-103, as a NumPyro kernel.
 
     At a fixed energy the walkers move by ULA (biased at any step) while ``log_weight`` (in the
@@ -304,9 +310,3 @@ class Jarzynski(PureKernelSampler):
 
     pure_init = staticmethod(jarzynski_init)
     pure_step = staticmethod(jarzynski_step)
-    default_target_accept_prob = None
-
-    def __init__(self, model=None, potential_fn=None, *, step_size: float = 0.01,
-                 init_strategy=init_to_uniform):
-        super().__init__(model, potential_fn, step_size=step_size, adapt_step_size=False,
-                         init_strategy=init_strategy)
