@@ -30,7 +30,8 @@ from .schedules import Adaptive
 __all__ = [
     "log_partition", "log_evidence", "EvidenceResult", "METHODS", "DEFAULT_METHOD",
     "anneal", "AnnealOutput", "MoveInfo", "LinearPath", "PathState", "geometric_path",
-    "tempering_path", "auto_reference", "find_modes", "fit_gaussian_mixture", "pilot_reference", "Adaptive",
+    "tempering_path", "auto_reference", "find_modes", "fit_gaussian_mixture", "pilot_reference",
+    "Adaptive",
     "conditional_ess", "ess", "ess_fraction", "log_mean_exp", "normalize_log_weights",
     "resample_if", "systematic_resample",
 ]

@@ -257,7 +257,7 @@ def _pilot_reference(energy, key, broad, info, n, progress_bar):
                                         num_components=k, seed=seed)
     info = dict(info, kind="auto (pilot)", pilot_walkers=n_pilot, pilot_log_z=pilot.log_z,
                 pilot_gradient_evals=pilot.num_gradient_evals, pilot_components=fitted,
-                defensive_weight=0.1,
+                defensive_weight=fitted["defensive_weight"],
                 num_gradient_evals=int(info["num_gradient_evals"]) + pilot.num_gradient_evals)
     return reference, info
 

@@ -129,11 +129,11 @@ def _stage(carry: _Carry, beta_target, use_target, adapt_on, move, delta_fn, cfg
     inc = increment(v, b_next - carry.beta)
     log_w = carry.log_w + inc.reshape(g, n)
     log_z_acc = carry.log_z_acc
-    alive_before = jnp.isfinite(_global_log_w(carry))
+    glw_next = (log_w + log_z_acc[:, None]).reshape(-1)
     # a walker dies when its weight becomes zero (non-finite V here, or a non-finite energy or
     # gradient in a move below); it is counted once and removed by the next resampling
-    died = jnp.sum(alive_before & ~jnp.isfinite((log_w + log_z_acc[:, None]).reshape(-1)))
-    ess = ess_fraction((log_w + log_z_acc[:, None]).reshape(-1))
+    died = jnp.sum(jnp.isfinite(glw) & ~jnp.isfinite(glw_next))
+    ess = ess_fraction(glw_next)
     res = jax.vmap(resample_if, in_axes=(0, 0, None))(
         jax.random.split(k_res, g), log_w, cfg.resample_threshold)
     state = constrain_walkers(jax.tree.map(lambda a: _group_gather(a, res.indices),

@@ -72,7 +72,7 @@ def _langevin_all(adjusted, precondition, path, key, state: PathState, beta, ste
     """ULA (``adjusted=False``, reporting the eq. 102-103 increment) or MALA on all walkers at
     once, in whitened coordinates ``y = x / s``. A non-finite or exploding proposal (log ratio
     below -MAX_DELTA_ENERGY) is rejected by MALA and kills a ULA walker's weight (the walker
-    stays in place. Of its 0.93 us per walker at d = 10 on the CPU, 0.65 draw the normals."""
+    stays in place). Of its 0.93 us per walker at d = 10 on the CPU, 0.65 draw the normals."""
     s = walker_scale(state.position, precondition)
     noise, log_u = _draws(key, state)
     h = step_size[:, None]

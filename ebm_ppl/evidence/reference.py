@@ -5,7 +5,8 @@ energy and the coupling of a strongly correlated one. Here L-BFGS (optax) runs f
 ``num_starts`` points drawn from N(center, init_scale^2 I); distinct local minima m_k get a
 Gaussian N(m_k, widen^2 H_k^{-1}) (variances capped at init_scale^2; a minimum narrower than
 ``min_var``, default (1e-3 init_scale)^2, e.g. the neck of a funnel, is no Laplace mode and
-is left out, and so is a "minimum" flat in some direction, where the gradient merely vanished), weighted by their Laplace evidence exp(-U(m_k)) det(H_k)^{-1/2}
+is left out, and so is a "minimum" flat in some direction, where the gradient merely vanished),
+weighted by their Laplace evidence exp(-U(m_k)) det(H_k)^{-1/2}
 (floored so that no found mode is starved), plus a *defensive* Gaussian with the mixture's
 own mean and covariance (spanning every mode, weight ``defensive_weight``; with one mode it
 would be that mode's Gaussian, so a single Gaussian is used); with no mode found,
@@ -100,9 +101,10 @@ def _lbfgs_many(potential_fn, starts, max_iter):
         updates, new_state = opt.update(grad, state, x, value=value, grad=grad,
                                         value_fn=potential_fn)
         x_new = optax.apply_updates(x, updates)
-        keep = _converged(value, grad) | ~jnp.all(jnp.isfinite(x_new))
+        done = _converged(value, grad)
+        keep = done | ~jnp.all(jnp.isfinite(x_new))
         new_state = jax.tree.map(lambda a, b: jnp.where(keep, a, b), state, new_state)
-        return jnp.where(keep, x, x_new), new_state, _converged(value, grad)
+        return jnp.where(keep, x, x_new), new_state, done
 
     def body(carry):
         i, x, state, _ = carry
@@ -191,23 +193,23 @@ def auto_reference(energy: Energy, key, *, num_starts: int = 256, init_scale: fl
         w = w / w.sum()
         w = np.maximum(w, 0.1 / len(w))  # floor: a found mode always gets walkers
         w = w / w.sum()
+    if len(modes) > 1:
         m = np.stack(modes)
         mean = w @ m
         diff = m - mean
         cov = np.einsum("k,kij->ij", w, np.stack(covs)) + np.einsum("k,ki,kj->ij", w, diff, diff)
-        if len(modes) == 1:  # the defensive Gaussian would be the mode's own: one component
-            comps_mean, comps_cov, weights = modes, covs, np.ones(1)
-        else:
-            comps_mean, comps_cov = [mean] + modes, [cov] + covs
-            weights = np.concatenate([[defensive_weight], (1.0 - defensive_weight) * w])
+        comps_mean, comps_cov = [mean] + modes, [cov] + covs
+        defensive, mode_weights = defensive_weight, (1.0 - defensive_weight) * w
+        weights = np.concatenate([[defensive], mode_weights])
+    elif modes:  # one mode: the defensive Gaussian would be that mode's own, so it is left out
+        comps_mean, comps_cov, weights, mode_weights, defensive = modes, covs, w, w, 0.0
     else:
         comps_mean, comps_cov, weights = [center], [np.eye(d) * max_var], np.ones(1)
+        mode_weights, defensive = np.zeros(0), 1.0
     reference = _mixture_class()(np.stack(comps_mean), np.stack(comps_cov), weights)
-    single = len(modes) == 1
-    info.update(modes=np.asarray(modes).reshape(-1, d),
-                mode_weights=weights if single else weights[1:],
+    info.update(modes=np.asarray(modes).reshape(-1, d), mode_weights=mode_weights,
                 mode_stds=np.asarray([np.sqrt(np.diag(c)) for c in covs]).reshape(-1, d),
-                defensive_weight=0.0 if single else float(weights[0]) if modes else 1.0,
+                defensive_weight=float(defensive),
                 rejected_narrow_minima=rejected, rejected_flat_minima=flat)
     return reference, info
 
@@ -270,7 +272,7 @@ def pilot_reference(positions, log_weights, broad, *, num_components: int = 4,
     their variances are floored at (1e-3 x the walkers' robust scale)^2, the robust scale being
     1.4826 x the weighted median absolute deviation per coordinate. ``broad`` (the one-component
     fallback of :func:`auto_reference`) keeps every region reachable. Returns
-    ``(reference, fitted)`` with ``fitted = dict(weights, means, stds)``.
+    ``(reference, fitted)`` with ``fitted = dict(weights, means, stds, defensive_weight)``.
     """
     x = np.asarray(positions, float)
     lw = np.asarray(log_weights, float)
@@ -290,4 +292,5 @@ def pilot_reference(positions, log_weights, broad, *, num_components: int = 4,
         np.concatenate([np.asarray(broad.loc[:1]), means]),
         np.concatenate([broad_cov[None], np.stack([np.diag(v) for v in var])]),
         np.concatenate([[defensive_weight], (1.0 - defensive_weight) * pi]))
-    return reference, dict(weights=pi, means=means, stds=np.sqrt(var))
+    return reference, dict(weights=pi, means=means, stds=np.sqrt(var),
+                           defensive_weight=float(defensive_weight))
