@@ -163,6 +163,19 @@ def test_plain_function_reuses_the_compiled_stage():
         assert abs(res.log_z - exact) < 4 * res.log_z_se + 1e-3
 
 
+def test_stage_cap_is_reported_by_both_annealing_entry_points(aniso):
+    """An adaptive run cut off by max_stages jumps to beta = 1; both ep.log_partition and
+    ep.spins.log_partition say so (one shared note), and an uncut run does not."""
+    kw = dict(key=jax.random.key(3), num_walkers=256, progress_bar=False)
+    cut = ep.log_partition(aniso, reference=ref2(20.0), max_stages=2, **kw)
+    assert cut.num_stages == 2
+    assert any("max_stages=2 reached" in m for m in cut.messages)
+    full = ep.log_partition(aniso, reference=ref2(20.0), **kw)
+    assert full.num_stages > 2 and not any("max_stages" in m for m in full.messages)
+    spin = ep.spins.log_partition(ep.spins.Ising(4, T=2.0), max_stages=1, **kw)
+    assert any("max_stages=1 reached" in m for m in spin.messages)
+
+
 # -- the engine's contract with a custom (exact) move -----------------------------------------
 
 def test_engine_with_an_exact_independence_move_and_schedules():

@@ -28,7 +28,7 @@ from .paths import LinearPath, geometric_path, tempering_path
 from .reference import auto_reference, pilot_reference
 from .resampling import ess_fraction, log_mean_exp, systematic_resample
 from .result import EvidenceResult, group_standard_error
-from .schedules import Adaptive, as_schedule, power
+from .schedules import as_schedule, power, stage_cap_message
 
 __all__ = ["log_partition", "log_evidence", "METHODS", "DEFAULT_METHOD"]
 
@@ -355,9 +355,8 @@ def _run(path, key, *, method, n, g, step_size, schedule, num_stages, target_ess
             f"{int(np.argmax(dead > 0)) + 1}): their weights are zero and they were removed at "
             "the next resampling; a smaller step_size avoids this")
     betas = np.concatenate([[0.0], h["beta"]])
-    if isinstance(sched, Adaptive) and len(betas) - 1 >= max_stages and \
-            betas[-1] - betas[-2] > 0.05:
-        messages.append(f"max_stages={max_stages} reached: the last stage jumped to beta=1")
+    if (capped := stage_cap_message(sched, betas, max_stages)) is not None:
+        messages.append(capped)
     log_z, log_z_se = group_standard_error(out.group_log_z)
     if method == "ti":
         e0 = to_host(state.delta).reshape(g, -1)

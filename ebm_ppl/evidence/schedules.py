@@ -18,7 +18,8 @@ import numpy as np
 from ..errors import check_positive
 from .resampling import conditional_ess
 
-__all__ = ["linear", "geometric", "power", "Adaptive", "next_beta", "as_schedule"]
+__all__ = ["linear", "geometric", "power", "Adaptive", "next_beta", "as_schedule",
+           "stage_cap_message"]
 
 
 def _check_stages(num_stages):
@@ -111,3 +112,12 @@ def as_schedule(schedule, num_stages=None, target_ess: float = 0.5):
     if np.any(np.diff(betas) <= 0):
         raise ValueError("schedule must be strictly increasing")
     return betas
+
+
+def stage_cap_message(schedule, betas, max_stages: int) -> str | None:
+    """The note for an adaptive schedule that hit ``max_stages`` and jumped to beta = 1 (its
+    last step longer than 0.05), else None. ``betas`` run from 0 to 1."""
+    if isinstance(schedule, Adaptive) and len(betas) - 1 >= max_stages and \
+            betas[-1] - betas[-2] > 0.05:
+        return f"max_stages={max_stages} reached: the last stage jumped to beta=1"
+    return None

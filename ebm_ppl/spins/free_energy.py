@@ -71,7 +71,7 @@ def log_partition(model, *, key, kernel: str = "gibbs", num_walkers: int = 1024,
     """
     from ..evidence.engine import anneal
     from ..evidence.result import EvidenceResult, group_standard_error
-    from ..evidence.schedules import Adaptive, as_schedule
+    from ..evidence.schedules import as_schedule, stage_cap_message
 
     key = check_key(key)
     if not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
@@ -105,9 +105,8 @@ def log_partition(model, *, key, kernel: str = "gibbs", num_walkers: int = 1024,
     h = out.history
     betas = np.concatenate([[0.0], h["beta"]])
     messages = []
-    if isinstance(sched, Adaptive) and len(betas) - 1 >= max_stages and \
-            betas[-1] - betas[-2] > 0.05:
-        messages.append(f"max_stages={max_stages} reached: the last stage jumped to beta=1")
+    if (capped := stage_cap_message(sched, betas, max_stages)) is not None:
+        messages.append(capped)
     log_z, log_z_se = group_standard_error(out.group_log_z)
     return EvidenceResult(
         log_z=float(log_z), log_z_se=float(log_z_se), samples=np.asarray(out.state.position),
