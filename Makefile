@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 OUTDIR ?= ebm_ppl_demo_output
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-slow bench docs clean venv
+.PHONY: demo test test-slow bench docs docs-serve docs-check clean venv
 
 $(STAMP): pyproject.toml
 	@PYBIN=$$(scripts/find-python.sh) || exit 1; \
@@ -29,8 +29,21 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/kernel_throughput.py
 
+# The site is self-contained: MathJax comes from the docs extra (PyPI) and is copied into it
+# by scripts/docs_hooks.py; no font or script is fetched at view time.
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
+# View the built site at http://127.0.0.1:8000/ (search needs http; pages also open from file://).
+DOCS_PORT ?= 8000
+docs-serve: docs
+	$(PY) -m http.server --bind 127.0.0.1 --directory site $(DOCS_PORT)
+
+# Every page in headless Chromium with the network off: maths typeset, no console error, no
+# request off the site, no dead internal link or anchor. Needs Debian's chromium and
+# chromium-driver (apt-get install -y chromium chromium-driver). Not run by `make test`.
+docs-check: docs
+	$(PY) scripts/docs_check.py site
 
 clean:
 	rm -rf $(VENV) site $(OUTDIR) .pytest_cache
