@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 OUTDIR ?= ebm_ppl_demo_output
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-slow bench docs docs-serve docs-check clean venv
+.PHONY: demo test test-slow lint bench docs docs-serve docs-check clean venv
 
 $(STAMP): pyproject.toml
 	@PYBIN=$$(scripts/find-python.sh) || exit 1; \
@@ -22,6 +22,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow" -q $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check ebm_ppl tests examples benchmarks scripts
+	$(PY) -m mypy
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow -q $(PYTEST_ARGS)

@@ -2,7 +2,8 @@
 
 Three NumPyro polynomial regressions (degrees 1, 2 and 3, Gaussian prior on the weights,
 known noise) of one dataset drawn from a quadratic: the evidence prefers degree 2 over the
-underfitting line and over the cubic that fits as well but spreads its prior wider (Occam). Both are conjugate, so the exact evidence
+underfitting line and over the cubic that fits as well but spreads its prior wider (Occam).
+All three are conjugate, so the exact evidence
 p(y) = N(y; 0, sigma^2 I + alpha^{-1} Phi Phi^T) is printed beside each estimate.
 """
 

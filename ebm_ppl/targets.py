@@ -4,7 +4,7 @@ Each target is callable as its potential ``U(x)`` on a flat array of shape ``(di
 carries what is known exactly: ``log_z`` (log of the integral of exp(-U)), and where they
 exist ``sample``, ``mean``, ``cov`` and, for multimodal targets, ``mode_masses`` with
 ``mode_index`` (which mode a point belongs to). Formulas and reference values are in
-``shared/groundtruth.md``.
+``tests/groundtruth.md``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Shared command line of the example scripts: ``--quick``, ``--outdir``, ``--seed``.
 
 Importing it selects matplotlib's file backend and float64 in JAX. Every example defines
-``make_figures(quick=False, seed=0) -> {name: Figure}`` (printing what it measured) and ends with ``main(make_figures, "<topic>", __doc__)``, which saves each
+``make_figures(quick=False, seed=0) -> {name: Figure}`` (printing what it measured) and ends
+with ``main(make_figures, "<topic>", __doc__)``, which saves each
 figure as ``<outdir>/<name>.png`` (default ``figures/<topic>``).
 """
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 from _common import main  # noqa: I001 (first: backend and float64)
 
 import jax
-import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import numpyro.distributions as dist

@@ -74,7 +74,7 @@ def plot_densities(family, runs, data):
     ax.hist(data[:, 0], bins=80, density=True, color="lightgray", label="data")
     ax.plot(grid, true / np.sqrt(2 * np.pi), color="black", lw=2, label="data density rho*")
     for label, run in runs.items():
-        u = jax.vmap(lambda x: family.energy_fn(run.params, x))(jnp.asarray(grid)[:, None])
+        u = jax.vmap(lambda x, p=run.params: family.energy_fn(p, x))(jnp.asarray(grid)[:, None])
         dens = np.exp(-np.asarray(u) - float(family.log_z_fn(run.params)))
         ax.plot(grid, dens, ls="--" if label != "NCE" else "-", label=f"{label}")
     ax.set(title="Learned densities exp(-U_theta)/Z_theta (Z_theta exact)", xlabel="x",

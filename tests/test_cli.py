@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.integration  # every test runs the CLI in a subprocess
+
 ROOT = Path(__file__).resolve().parents[1]
 
 MODEL_FILE = '''
@@ -61,7 +63,7 @@ def test_evidence_command_matches_closed_form(model_and_data, data_name, tmp_pat
     proc = _cli("evidence", f"{folder / 'my_models.py'}:regression", "--data", folder / data_name,
                 "--walkers", 512, "--seed", 3, "--no-progress", "--netcdf", out)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    line = next(l for l in proc.stdout.splitlines() if "log Z" in l)
+    line = next(ln for ln in proc.stdout.splitlines() if "log Z" in ln)
     est, se = (float(v) for v in line.split("=")[1].split("+-"))
     assert abs(est - exact) < max(4 * se, 0.05), (est, se, exact)
     assert out.exists()
@@ -92,7 +94,7 @@ def test_evidence_bad_input_is_one_line(model_and_data, tmp_path, case, expected
     proc = _cli("evidence", model, "--data", data, "--no-progress")
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
-    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0], proc.stderr
 
 
@@ -112,7 +114,7 @@ def test_evidence_shapes_that_do_not_fit_the_model(model_and_data, tmp_path):
     proc = _cli("evidence", f"{folder / 'my_models.py'}:regression", "--data", data,
                 "--no-progress")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
 
 

@@ -1,5 +1,5 @@
 """Diagnostics against known answers: Kish ESS of known weights, k-hat of known tails, KL and
-Fisher of seed eq. 47 at z = 2 (groundtruth.md), mode masses of the eq. 4 mixture, ULA's bias
+Fisher of seed eq. 47 at z = 2 (tests/groundtruth.md), mode masses of the eq. 4 mixture, ULA's bias
 on Example 4.1, and ArviZ summaries of our MCMC runs."""
 
 import math

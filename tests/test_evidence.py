@@ -1,4 +1,4 @@
-"""Acceptance tests of issue 3: log Z and evidence against exact values (groundtruth.md).
+"""Acceptance tests of issue 3: log Z and evidence against exact values (tests/groundtruth.md).
 
 Every estimate is checked against the exact value both with the issue's absolute tolerance and
 in units of its own reported standard error (|err| < 4 se), so an over-optimistic error bar
@@ -37,7 +37,7 @@ def weighted_mass(res, target, component):
 @pytest.fixture(scope="module")
 def gauss10():
     t = ep.targets.ill_conditioned_gaussian(10, 100.0, seed=0)  # rotated precision
-    assert np.isclose(t.log_z, -2.323540132924)  # groundtruth.md table
+    assert np.isclose(t.log_z, -2.323540132924)  # tests/groundtruth.md table
     return t
 
 

@@ -140,6 +140,7 @@ fig.savefig(os.path.join(args.outdir, "good.png"))
 """
 
 
+@pytest.mark.integration
 def test_figure_checks_catch_a_bad_figure(tmp_path):
     """The checker itself, through the same runner: a figure without title, axis labels or
     legend is flagged; shared x axes, twin axes and colorbars are understood."""
@@ -155,6 +156,7 @@ def test_figure_checks_catch_a_bad_figure(tmp_path):
         assert missing in bad, bad
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("script", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_example_quick_writes_labelled_figures(script, tmp_path):
     proc, outdir, records = _run(script, tmp_path)

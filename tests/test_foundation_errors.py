@@ -154,7 +154,7 @@ def test_energy_from_fn_checks_the_example_point():
 def test_as_energy_checks_dim():
     _raises("dim is required", lambda: ep.as_energy(lambda x: jnp.sum(x)))
     for dim in (0, -1, 2.5, True):
-        _raises("dim must be a positive integer", lambda: ep.as_energy(jnp.sum, dim=dim))
+        _raises("dim must be a positive integer", lambda dim=dim: ep.as_energy(jnp.sum, dim=dim))
     _raises("dim=3 does not match", lambda: ep.as_energy(TARGET, dim=3))
     _raises("potential_fn must be callable", lambda: ep.as_energy("U", dim=2))
 

@@ -140,7 +140,7 @@ def test_training_curves_figure(tmp_path):
 def test_ising_curves_against_exact(tmp_path):
     T_CRITICAL = pytest.importorskip("ebm_ppl.spins").T_CRITICAL  # the spins part may land later
     exact = plots.ising_exact_curves(4, [2.0, T_CRITICAL, 3.0])
-    assert exact["energy"][1] == pytest.approx(-1.5656237876, abs=1e-8)  # groundtruth.md
+    assert exact["energy"][1] == pytest.approx(-1.5656237876, abs=1e-8)  # tests/groundtruth.md
     assert exact["m2"][1] == pytest.approx(0.7613589086, abs=1e-8)
     ts = np.array([1.5, 2.0, 2.5, 3.0, 3.5])
     ref = plots.ising_exact_curves(4, ts)

@@ -19,7 +19,6 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
-import optax
 import pytest
 from numpyro.infer import MCMC
 
@@ -55,7 +54,8 @@ def _train(**kw):
                     kw.pop("data", DATA), **kw)
 
 
-def _pt(potential=TARGET, init=jnp.zeros(2), **kw):
+def _pt(potential=TARGET, init=None, **kw):
+    init = jnp.zeros(2) if init is None else init
     kw = {"key": KEY, "num_samples": 2, "num_warmup": 0, "progress_bar": False, **kw}
     return ep.parallel_tempering(potential, init, **kw)
 

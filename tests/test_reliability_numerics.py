@@ -17,7 +17,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import warnings
 
 import arviz as az
 import jax
@@ -176,6 +175,7 @@ def float32_run():
         proc.kill()
 
 
+@pytest.mark.integration  # the float32 run is a fresh JAX child process
 def test_float32_and_float64_agree_within_the_reported_error(float32_run):
     namespace = {}
     exec(PROGRAM.replace('print("RESULT" + json.dumps(out))', ""), namespace)  # float64 here

@@ -190,6 +190,7 @@ def _kill_during_write(tmp_path, what, write):
     return directory
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("what", ["state", "manifest"])
 def test_training_killed_during_a_checkpoint_write_resumes_to_the_same_result(training, tmp_path,
                                                                                what):

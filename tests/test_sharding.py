@@ -328,6 +328,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.integration
 @pytest.mark.slow  # ~60-90 s on 2 shared cores (two fresh JAX processes compile everything)
 def test_two_processes_share_one_global_walker_mesh(evidence_pair, train_pair):
     """2 CPU processes x 2 devices = one 4-device mesh spanning processes (gloo collectives):

@@ -12,7 +12,7 @@ from ebm_ppl import spins
 from ebm_ppl.spins import (T_CRITICAL, BoltzmannMachine, CurieWeiss, Ising, enumerate_exact,
                            ising_exact, ising_log_z, ising_transfer_matrix)
 
-# shared/groundtruth.md: 2-D Ising, J = 1, 2 L^2 bonds
+# tests/groundtruth.md: 2-D Ising, J = 1, 2 L^2 bonds
 GROUNDTRUTH_LOG_Z = {(4, 2.0): 17.105367118732, (4, T_CRITICAL): 15.521915458755,
                      (4, 3.0): 13.281033455584, (8, 2.0): 66.344581879228,
                      (8, T_CRITICAL): 60.141780789069, (8, 3.0): 52.261409659555}

@@ -1,6 +1,6 @@
 """Exact-answer targets (issue 2, item 5): every ``log_z`` against an independent numerical
 check (scipy quadrature in 1-2 D, importance sampling with an error bar in 10-D, the values
-of shared/groundtruth.md), and ``sample``, ``mean``, ``cov``, ``mode_masses`` against each other.
+of tests/groundtruth.md), and ``sample``, ``mean``, ``cov``, ``mode_masses`` against each other.
 """
 
 import math
@@ -58,7 +58,7 @@ def _check_sample_moments(x, mean, cov, n_se=4.0):
 
 # -- Gaussians -------------------------------------------------------------------------------
 
-GAUSSIAN_TABLE = {  # shared/groundtruth.md: (d, kappa) -> log Z
+GAUSSIAN_TABLE = {  # tests/groundtruth.md: (d, kappa) -> log Z
     (2, 1): 1.837877066409, (2, 100): -0.464708026585, (2, 1000): -1.616000573082,
     (10, 1): 9.189385332047, (10, 100): -2.323540132924, (10, 1000): -8.080002865409,
     (100, 1): 91.893853320467, (100, 100): -23.235401329235, (100, 1000): -80.800028654086,

@@ -223,7 +223,7 @@ def anneal(key, state, *, delta_fn: Callable, move: Callable, schedule, log_z0: 
                    jnp.asarray(0.0 if betas is None else betas[0], dtype),
                    jnp.asarray(np.log(step_size), dtype), key)
     records, extras = [], []
-    bar = _progress(progress_bar, desc, adaptive is None and betas.size - 1)
+    bar = _progress(progress_bar, desc, adaptive is None and betas.size - 1)  # type: ignore[union-attr]
     stage, beta = 0, float(carry.beta)
     try:
         while True:

@@ -155,7 +155,10 @@ def auto_reference(energy: Energy, key, *, num_starts: int = 256, init_scale: fl
     order = np.argsort(np.where(ok, values, np.inf))
     max_var = init_scale**2
     min_var = (1e-3 * init_scale) ** 2 if min_var is None else min_var
-    modes, covs, log_ev, kept_h = [], [], [], []
+    modes: list[np.ndarray] = []
+    covs: list[np.ndarray] = []
+    kept_h: list[np.ndarray] = []
+    log_ev: list[float] = []
     rejected = flat = 0
     for i in order:
         if not ok[i]:
@@ -188,8 +191,8 @@ def auto_reference(energy: Energy, key, *, num_starts: int = 256, init_scale: fl
     info = dict(kind="auto", num_starts=int(num_starts), init_scale=float(init_scale),
                 center=center, num_gradient_evals=int(grads))
     if modes:
-        log_ev = np.asarray(log_ev)
-        w = np.exp(log_ev - log_ev.max())
+        log_ev_arr = np.asarray(log_ev)
+        w = np.exp(log_ev_arr - log_ev_arr.max())
         w = w / w.sum()
         w = np.maximum(w, 0.1 / len(w))  # floor: a found mode always gets walkers
         w = w / w.sum()
