@@ -24,7 +24,7 @@ test: $(STAMP)
 	$(PY) -m pytest -m "not slow" -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(PY) -m ruff check ebm_ppl tests examples benchmarks scripts
+	$(PY) -m ruff check ebm_ppl tests examples benchmarks
 	$(PY) -m mypy
 
 test-slow: $(STAMP)
