@@ -1,10 +1,13 @@
 """Diagnostics built on ArviZ >= 1: MCMC summaries, importance-weight checks, divergences from
-samples (seed eq. 48), mode masses and the sampler-bias report (seed Example 4.1)."""
+samples (seed eq. 48), mode masses, the sampler-bias report (seed Example 4.1) and kernel
+Stein discrepancies (bias measured from the score alone, issue 19)."""
 
 from .bias import BiasReport, sampler_bias_report
 from .divergences import (divergences_by_quadrature, fisher_divergence, kl_divergence,
                           log_density, remark31_mixtures)
 from .modes import mode_masses
+from .stein import SteinDiscrepancy, make_preconditioner, stein_discrepancy
+from .stein_thinning import stein_thin
 from .summary import (convergence, is_weighted, summary, to_datatree, weighted_datatree,
                       weighted_summary)
 from .weights import (KHAT_BAD, KHAT_GOOD, Estimate, ImportanceWeightWarning, ParetoKHat,
@@ -17,5 +20,6 @@ __all__ = [
     "is_weighted", "summary", "to_datatree", "weighted_datatree", "weighted_summary", "KHAT_BAD",
     "KHAT_GOOD", "Estimate", "ImportanceWeightWarning", "ParetoKHat", "kish_ess",
     "normalized_weights", "pareto_khat", "psis", "resample", "systematic_indices",
-    "weighted_mean",
+    "weighted_mean", "SteinDiscrepancy", "make_preconditioner", "stein_discrepancy",
+    "stein_thin",
 ]
