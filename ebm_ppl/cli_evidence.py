@@ -90,5 +90,5 @@ def run_evidence(args) -> None:
         raise CLIError(f"the model does not fit the data: {type(err).__name__}: {err}") from None
     print(result)
     if args.netcdf:
-        result.to_arviz().to_netcdf(args.netcdf)
+        result.save(args.netcdf)  # the format EvidenceResult.load reads (and ArviZ opens)
         print(f"wrote {args.netcdf}")

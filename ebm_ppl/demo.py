@@ -103,31 +103,11 @@ def nuts_vs_mala(*, quick: bool = False, seed: int = 0) -> dict:
 
 
 def _figure1(target, draws):
-    import jax.numpy as jnp
-    import matplotlib
+    """Seed Figure 1 with one histogram per sampler (the shared :func:`~ebm_ppl.plots.plot_figure1`)."""
+    from .plots import plot_figure1
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    try:  # the shared figure, when the plots module provides it
-        from .plots import figure1 as shared_figure1
-    except ImportError:
-        shared_figure1 = None
-    if shared_figure1 is not None:
-        return shared_figure1(target, {k: v.reshape(-1) for k, v in draws.items()})
-    xs = np.linspace(-4, 8, 600)
-    u = np.asarray(target.energy.batch(jnp.asarray(xs[:, None])))
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(xs, np.exp(-u - target.log_z), "k", lw=2, label="exact density")
-    for name, x in draws.items():
-        ax.hist(x.reshape(-1), bins=80, range=(-4, 8), density=True, histtype="step", label=name)
-    ax.set(xlabel="x", ylabel="density", title="Seed eq. 4 mixture: exact density and samplers")
-    ax2 = ax.twinx()
-    ax2.plot(xs, u, "C7--", label="energy U(x)")
-    ax2.set_ylabel("energy U(x)")
-    ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    return fig
+    return plot_figure1(target, samples={k: v.reshape(-1) for k, v in draws.items()},
+                        grid=np.linspace(-4.0, 8.0, 600))
 
 
 def run_demo(outdir: Path, *, quick: bool = False, seed: int = 0) -> None:
@@ -135,10 +115,8 @@ def run_demo(outdir: Path, *, quick: bool = False, seed: int = 0) -> None:
     outdir = Path(outdir)
     sampler_comparison(outdir, quick=quick, seed=seed)
     nuts_vs_mala(quick=quick, seed=seed)
-    try:
-        from .demo_evidence import evidence_comparison
-    except ImportError:
-        return
+    from .demo_evidence import evidence_comparison
+
     evidence_comparison(outdir, quick=quick, seed=seed)
 
 

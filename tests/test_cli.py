@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import ebm_ppl as ep
+
 pytestmark = pytest.mark.integration  # every test runs the CLI in a subprocess
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +68,8 @@ def test_evidence_command_matches_closed_form(model_and_data, data_name, tmp_pat
     line = next(ln for ln in proc.stdout.splitlines() if "log Z" in ln)
     est, se = (float(v) for v in line.split("=")[1].split("+-"))
     assert abs(est - exact) < max(4 * se, 0.05), (est, se, exact)
-    assert out.exists()
+    loaded = ep.EvidenceResult.load(out)  # was: a bare ArviZ tree that load rejected
+    assert f"{loaded.log_z:.5f}" == f"{est:.5f}" and loaded.method == "hmc"
 
 
 @pytest.mark.parametrize("case, expected", [

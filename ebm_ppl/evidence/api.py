@@ -74,7 +74,7 @@ def _options(*, method=DEFAULT_METHOD, num_walkers=4096, step_size=None, schedul
         raise ValueError(f"resample_threshold must be >= 0, got {resample_threshold!r}")
     if step_jitter is not None and not 0.0 <= step_jitter <= 5.0:
         raise ValueError(f"step_jitter must lie in [0, 5], got {step_jitter!r}")
-    if method not in ("is", "ti") or schedule != "adaptive":
+    if method not in ("is", "ti") or not _is_adaptive(schedule):
         as_schedule(schedule, num_stages, target_ess)  # validate now, before any work
     if num_groups is None:
         num_groups = min(16, max(1, n // 64))
@@ -88,6 +88,21 @@ def _options(*, method=DEFAULT_METHOD, num_walkers=4096, step_size=None, schedul
                 adapt_step_size=adapt_step_size, step_jitter=step_jitter,
                 precondition=precondition, resample_threshold=resample_threshold, bar=bar,
                 max_stages=max_stages, progress_bar=progress_bar)
+
+
+def _is_adaptive(schedule) -> bool:
+    """``schedule == "adaptive"`` without comparing an array schedule to a string."""
+    return isinstance(schedule, str) and schedule == "adaptive"
+
+
+def _reference_dim(potential_fn, dim, reference):
+    """``dim`` of a plain function from the reference's event shape ``(dim,)`` when not given
+    (an Energy or a target knows its own; a wrong reference is reported by _check_reference)."""
+    if dim is not None or reference is None or hasattr(potential_fn, "dim") or \
+            hasattr(potential_fn, "energy"):
+        return dim
+    event = tuple(getattr(reference, "event_shape", ()))
+    return int(event[0]) if len(event) == 1 and int(event[0]) > 0 else dim
 
 
 _OPTION_NAMES = frozenset(inspect.signature(_options).parameters)
@@ -131,6 +146,8 @@ def log_partition(potential_fn, *, key, reference=None, dim: int | None = None,
         potential_fn: U on flat arrays of shape (dim,), an :class:`~ebm_ppl.energy.Energy` or
             a target from :mod:`ebm_ppl.targets`.
         key: a JAX random key. The same key gives the same result.
+        dim: the dimension of a plain function's argument; not needed when the reference
+            gives it (event shape ``(dim,)``) or ``potential_fn`` carries it.
         reference: a NumPyro distribution with event shape (dim,) and exact ``log_prob``; None
             builds a Gaussian mixture over the modes a multi-start L-BFGS finds (``num_starts``
             starts from N(0, init_scale^2 I)); when no mode qualifies (e.g. Neal's funnel), a
@@ -166,7 +183,7 @@ def log_partition(potential_fn, *, key, reference=None, dim: int | None = None,
     opts = _options(**{k: v for k, v in locals().items() if k in _OPTION_NAMES})
     sharding = walker_sharding(devices, mesh)
     check_divisible(opts["n"], sharding)
-    energy = as_energy(potential_fn, dim=dim)
+    energy = as_energy(potential_fn, dim=_reference_dim(potential_fn, dim, reference))
     check_positive("num_starts", num_starts, integer=True)
     check_positive("init_scale", init_scale)
     if reference is not None:
@@ -315,7 +332,7 @@ def _run(path, key, *, method, n, g, step_size, schedule, num_stages, target_ess
         return _importance(path, state, grads, reference, reference_info, t0)
     d = _DEFAULTS[method]
     if method == "ti":
-        schedule = power(32 if num_stages is None else num_stages) if schedule == "adaptive" \
+        schedule = power(32 if num_stages is None else num_stages) if _is_adaptive(schedule) \
             else as_schedule(schedule, num_stages, target_ess)
     sched = as_schedule(schedule, num_stages, target_ess)
     builder = _moves.MOVES["nuts" if method == "ti" else method]

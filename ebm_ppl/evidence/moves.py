@@ -3,8 +3,14 @@
 Each factory returns ``move(key, state, beta, step_size) -> (state, MoveInfo)`` acting on a
 batch of walkers (:class:`~ebm_ppl.evidence.paths.PathState`, leading axis N) with per-walker
 step sizes. All moves work in coordinates ``y = x / s`` where ``s`` is the walkers' per-coordinate
-robust scale (:func:`walker_scale`; ``precondition=False`` uses ``s = 1``): a fixed
-linear change of variables leaves every acceptance ratio and Jarzynski increment exact.
+robust scale (:func:`walker_scale`; ``precondition=False`` uses ``s = 1``). ``s`` is NOT fixed:
+it is recomputed from the current walkers before every move, then held constant within the
+move (the same ``s`` in the forward and the reverse proposal density), so each acceptance ratio
+and Jarzynski increment is exact given ``s``. Because ``s`` is estimated from the walkers
+themselves (a strided subset, the moved walker possibly among them), the moves are kernels
+adapted from the population, as in adaptive SMC samplers: invariance holds given the other
+walkers, with a feedback of order 1/N through the median (see ``docs/evidence.md`` on the bias
+such feedback can cause, and ``precondition=False`` to switch it off).
 
 * :func:`jarzynski_move` -- ULA (seed eq. 67) with the log weight increment of eq. 102-103 at
   fixed energy, i.e. the log Metropolis ratio that ULA skips (shared with MALA through

@@ -28,8 +28,13 @@ class EvidenceResult:
     """log Z (or log evidence) with an honest standard error, weighted walkers and history.
 
     Attributes:
-        log_z: the estimate (``log_mean_exp(log_weights)``, seed eq. 104).
-        log_z_se: standard error from the spread of ``num_groups`` independent walker groups.
+        log_z: the estimate. For the annealing methods ("hmc", "mala", "jarzynski", "nuts")
+            and "is": ``log_mean_exp(log_weights)`` over the groups (seed eq. 104). For
+            ``method="ti"``: thermodynamic integration ``log Z_0 - int_0^1 E_beta[V] dbeta``
+            by the trapezoid rule over ``schedule`` (averaged over the groups); the weights
+            then belong to the SMC estimate of the same run, quoted in ``messages``.
+        log_z_se: standard error from the spread of ``num_groups`` independent walker groups
+            (for "ti", of the groups' TI estimates, without the quadrature error).
         samples: final walkers in the user's structure (constrained values for models).
         log_weights: their log weights; self-normalized averages are exact expectations.
         ess: Kish ESS fraction of the weights at each stage, before resampling.

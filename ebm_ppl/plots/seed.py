@@ -18,7 +18,8 @@ def plot_figure1(target=None, *, key=None, samples=None, num_samples: int = 10_0
     """Seed Figure 1: the density exp(-U)/Z with a histogram of samples, and the energy U.
 
     ``target`` is a 1-D potential with ``log_z`` (default: the eq. 4 mixture); ``samples``
-    (n,) or (n, 1) default to ``num_samples`` exact draws ``target.sample(key, n)``.
+    (n,) or (n, 1) default to ``num_samples`` exact draws ``target.sample(key, n)``; a dict
+    ``{label: samples}`` draws one outlined histogram per sampler, to compare them.
     """
     target = figure1_mixture() if target is None else target
     if getattr(target, "dim", 1) != 1:
@@ -28,6 +29,12 @@ def plot_figure1(target=None, *, key=None, samples=None, num_samples: int = 10_0
             raise ValueError("give samples= for a target without a sample method")
         key = check_key(jax.random.key(0) if key is None else key)
         samples = target.sample(key, check_positive("num_samples", num_samples, integer=True))
+    sets = samples if isinstance(samples, dict) else None
+    if sets is not None:
+        if not sets:
+            raise ValueError("samples must not be an empty dict")
+        sets = {k: np.asarray(v, dtype=np.float64).reshape(-1) for k, v in sets.items()}
+        samples = np.concatenate(list(sets.values()))
     xs = np.asarray(samples, dtype=np.float64).reshape(-1)
     if grid is None:
         lo, hi = np.percentile(xs, [0.05, 99.95])
@@ -41,8 +48,13 @@ def plot_figure1(target=None, *, key=None, samples=None, num_samples: int = 10_0
         density /= np.trapezoid(density, grid)
     name = getattr(target, "name", "target")
     fig, (ax_p, ax_u) = subplots(2, title=f"Boltzmann-Gibbs density and energy ({name})")
-    ax_p.hist(xs, bins=bins, density=True, alpha=0.45, color="tab:blue",
-              label=f"samples (n={xs.size})")
+    if sets is None:
+        ax_p.hist(xs, bins=bins, density=True, alpha=0.45, color="tab:blue",
+                  label=f"samples (n={xs.size})")
+    else:
+        for label, x in sets.items():
+            ax_p.hist(x, bins=bins, range=(grid[0], grid[-1]), density=True, histtype="step",
+                      lw=1.2, label=f"{label} (n={x.size})")
     ax_p.plot(grid, density, color="black", lw=1.6, label=r"$\rho(x)=e^{-U(x)}/Z$")
     ax_p.set(title="Density and sampled histogram", xlabel="x", ylabel="density")
     legend_if_many(ax_p)
