@@ -29,3 +29,8 @@ from . import spins, tempering  # noqa: E402
 from .tempering import ParallelTempering, parallel_tempering  # noqa: E402
 
 __all__ += ["spins", "tempering", "ParallelTempering", "parallel_tempering"]
+
+# evidence from posterior draws and model comparison (issue 16)
+from .evidence import BridgeResult, bridge_sampling  # noqa: E402
+
+__all__ += ["bridge_sampling", "BridgeResult"]

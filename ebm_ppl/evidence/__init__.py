@@ -9,6 +9,9 @@
   pilot run).
 * :mod:`.bar` -- BAR between forward and reverse passes.
 * :mod:`.api` -- ``log_partition`` and ``log_evidence``; :mod:`.result` -- ``EvidenceResult``.
+* :mod:`.bridge` -- ``bridge_sampling``: the evidence from posterior draws you already have.
+* :mod:`.fingerprint` -- the observed-data fingerprint every evidence result records.
+* :mod:`.conjugate` -- conjugate models with exact evidence (tests, teaching).
 """
 
 from .api import DEFAULT_METHOD, METHODS, log_evidence, log_partition
@@ -25,6 +28,8 @@ from .resampling import (
     systematic_resample,
 )
 from .result import EvidenceResult
+from .bridge import BridgeResult, bridge_sampling
+from .fingerprint import observed_fingerprint
 from .schedules import Adaptive
 
 __all__ = [
@@ -34,4 +39,5 @@ __all__ = [
     "Adaptive",
     "conditional_ess", "ess", "ess_fraction", "log_mean_exp", "normalize_log_weights",
     "resample_if", "systematic_resample",
+    "bridge_sampling", "BridgeResult", "observed_fingerprint",
 ]

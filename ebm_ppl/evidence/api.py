@@ -9,6 +9,7 @@ fixed ladder (both baselines for teaching and comparison).
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import time
@@ -24,6 +25,7 @@ from ..sharding import check_divisible, sharded_jit, to_host, walker_sharding
 from . import moves as _moves
 from .bar import bar_log_z
 from .engine import anneal
+from .fingerprint import observed_fingerprint
 from .paths import LinearPath, geometric_path, tempering_path
 from .reference import auto_reference, pilot_reference
 from .resampling import ess_fraction, log_mean_exp, systematic_resample
@@ -226,8 +228,10 @@ def log_evidence(model, *model_args, key, method: str = DEFAULT_METHOD, num_walk
     key_model, key_run = jax.random.split(key)
     t0 = time.perf_counter()
     energy = energy_from_model(model, *model_args, key=key_model, **model_kwargs)
-    return _run(tempering_path(energy), key_run, reference="prior",
-                reference_info=dict(kind="prior"), t0=t0, sharding=sharding, **opts)
+    result = _run(tempering_path(energy), key_run, reference="prior",
+                  reference_info=dict(kind="prior"), t0=t0, sharding=sharding, **opts)
+    return dataclasses.replace(  # so that comparisons can refuse evidences of other data
+        result, data_fingerprint=observed_fingerprint(model, *model_args, **model_kwargs))
 
 
 _SPIN_OPTIONS = ("num_walkers", "schedule", "num_stages", "target_ess", "num_moves",

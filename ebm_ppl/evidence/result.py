@@ -51,6 +51,8 @@ class EvidenceResult:
             ``"walkers"`` mesh axis when the run had ``devices=`` or ``mesh=``.
         num_dead, num_dead_per_stage: walkers whose energy or gradient became non-finite
             (weight zero, removed at the next resampling), in total and per stage.
+        data_fingerprint: a hash of the model's observed data (:func:`log_evidence` only), so
+            that :func:`ebm_ppl.compare_evidence` refuses evidences of different data.
     """
 
     log_z: float
@@ -78,6 +80,7 @@ class EvidenceResult:
     wall_time: float = 0.0
     messages: tuple = ()
     walkers: Any = None
+    data_fingerprint: str | None = None  # of the observed data (log_evidence; see .fingerprint)
 
     @property
     def num_stages(self) -> int:
