@@ -43,7 +43,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 
 from ..errors import check_choice, check_key, check_model_data, check_positive
 from .fingerprint import observed_fingerprint

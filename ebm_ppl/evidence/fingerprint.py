@@ -60,7 +60,9 @@ def observed_fingerprint(model, *model_args, **model_kwargs) -> str | None:
                        _observed_values(model, model_args, model_kwargs, abstract=False)]
     except Exception:  # noqa: BLE001 -- the model's own errors are reported by the estimators
         return None
-    digests = [d for d in digests if d]
-    if not digests or any(d is None for d in digests):
+    if any(d is None for d in digests):
         return None
-    return hashlib.sha256("".join(sorted(digests)).encode()).hexdigest()[:16]
+    kept = sorted(d for d in digests if d)
+    if not kept:
+        return None
+    return hashlib.sha256("".join(kept).encode()).hexdigest()[:16]
