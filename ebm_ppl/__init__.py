@@ -31,6 +31,6 @@ from .tempering import ParallelTempering, parallel_tempering  # noqa: E402
 __all__ += ["spins", "tempering", "ParallelTempering", "parallel_tempering"]
 
 # evidence from posterior draws and model comparison (issue 16)
-from .evidence import BridgeResult, bridge_sampling  # noqa: E402
+from .evidence import BridgeResult, bridge_sampling, compare_evidence  # noqa: E402
 
-__all__ += ["bridge_sampling", "BridgeResult"]
+__all__ += ["bridge_sampling", "BridgeResult", "compare_evidence"]

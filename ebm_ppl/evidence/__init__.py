@@ -10,6 +10,7 @@
 * :mod:`.bar` -- BAR between forward and reverse passes.
 * :mod:`.api` -- ``log_partition`` and ``log_evidence``; :mod:`.result` -- ``EvidenceResult``.
 * :mod:`.bridge` -- ``bridge_sampling``: the evidence from posterior draws you already have.
+* :mod:`.compare` -- ``compare_evidence``: the table of log Z, Bayes factors, probabilities.
 * :mod:`.fingerprint` -- the observed-data fingerprint every evidence result records.
 * :mod:`.conjugate` -- conjugate models with exact evidence (tests, teaching).
 """
@@ -29,6 +30,7 @@ from .resampling import (
 )
 from .result import EvidenceResult
 from .bridge import BridgeResult, bridge_sampling
+from .compare import compare_evidence, evidence_error
 from .fingerprint import observed_fingerprint
 from .schedules import Adaptive
 
@@ -39,5 +41,6 @@ __all__ = [
     "Adaptive",
     "conditional_ess", "ess", "ess_fraction", "log_mean_exp", "normalize_log_weights",
     "resample_if", "systematic_resample",
-    "bridge_sampling", "BridgeResult", "observed_fingerprint",
+    "bridge_sampling", "BridgeResult", "observed_fingerprint", "compare_evidence",
+    "evidence_error",
 ]

@@ -4,6 +4,7 @@ Seed figures (:mod:`.seed`), MCMC diagnostics through ArviZ (:mod:`.mcmc`), and 
 evidence, training and spin parts (:mod:`.runs`).
 """
 
+from .compare import plot_evidence_comparison
 from .mcmc import plot_bias_report, plot_rank, plot_trace
 from .runs import ising_exact_curves, plot_evidence, plot_ising, plot_training
 from .seed import kl_fisher_curves, plot_figure1, plot_kl_vs_fisher, plot_ula_covariance
@@ -11,5 +12,5 @@ from .seed import kl_fisher_curves, plot_figure1, plot_kl_vs_fisher, plot_ula_co
 __all__ = [
     "plot_bias_report", "plot_rank", "plot_trace", "ising_exact_curves", "plot_evidence",
     "plot_ising", "plot_training", "kl_fisher_curves", "plot_figure1", "plot_kl_vs_fisher",
-    "plot_ula_covariance",
+    "plot_ula_covariance", "plot_evidence_comparison",
 ]
