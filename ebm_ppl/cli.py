@@ -1,4 +1,4 @@
-"""The ``ebm-ppl`` command line: ``demo``, ``evidence`` and ``figures``.
+"""The ``ebm-ppl`` command line: ``demo``, ``evidence``, ``compare`` and ``figures``.
 
 User mistakes (a missing file, no such model, data that do not fit) end with a one-line
 ``error: ...`` on stderr and exit code 2, never a traceback.
@@ -24,6 +24,12 @@ def _cmd_evidence(args) -> None:
     from .cli_evidence import run_evidence
 
     run_evidence(args)
+
+
+def _cmd_compare(args) -> None:
+    from .cli_compare import run_compare
+
+    run_compare(args)
 
 
 def _cmd_figures(args) -> None:
@@ -60,6 +66,25 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--netcdf", default=None, help="also write the result to this .nc file")
     ev.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     ev.set_defaults(func=_cmd_evidence)
+
+    cmp = sub.add_parser(
+        "compare", help="compare NumPyro models of one dataset by their evidence",
+        description="Estimate the evidence of each FILE.py:MODEL on DATA (by default bridge "
+        "sampling from NUTS draws) and print log Z, log Bayes factors against the best model "
+        "and posterior model probabilities, each with its error bar.")
+    cmp.add_argument("targets", nargs="+", metavar="FILE.py:MODEL",
+                     help="two or more python files and model function names")
+    cmp.add_argument("--data", required=True,
+                     help="data file: .csv (header = argument names) or .npz")
+    cmp.add_argument("--method", default="bridge", help="bridge (NUTS + bridge sampling, "
+                     "default) or anneal (ep.log_evidence)")
+    cmp.add_argument("--chains", type=int, default=4, help="NUTS chains (default 4)")
+    cmp.add_argument("--draws", type=int, default=1000, help="NUTS draws per chain (default 1000)")
+    cmp.add_argument("--warmup", type=int, default=1000, help="NUTS warmup per chain (default 1000)")
+    cmp.add_argument("--walkers", type=int, default=2048, help="walkers for --method anneal")
+    cmp.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    cmp.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    cmp.set_defaults(func=_cmd_compare)
 
     fig = sub.add_parser("figures", help="regenerate the seed's figures into OUTDIR",
                          description="Regenerate the seed's figures (Figure 1, Figure 4, Example 4.1).")
