@@ -4,13 +4,13 @@ An energy U(x) defines rho(x) = exp(-U(x)) / Z. This package samples rho with ke
 plug into ``numpyro.infer.MCMC`` and estimates log Z (the evidence of a NumPyro model).
 """
 
-from . import kernels, targets
-from . import diagnostics, plots
+from . import diagnostics, kernels, plots, spins, targets, tempering, training, weights
 from .energy import Energy, ModelEnergy, as_energy, energy_from_fn, energy_from_model
 from .errors import SamplingDivergedError
-from .evidence import EvidenceResult, log_evidence, log_partition
+from .evidence import (BridgeResult, EvidenceResult, bridge_sampling, compare_evidence,
+                       log_evidence, log_partition)
 from .mcmc import MALA, RWMH, ULA, Jarzynski, PureKernelSampler, SamplerState
-from . import training
+from .tempering import ParallelTempering, parallel_tempering
 from .training import (EnergyFamily, TrainResult, gaussian_mixture_energy, mlp_energy,
                        train)
 
@@ -21,16 +21,7 @@ __all__ = [
     "SamplingDivergedError", "MALA", "RWMH", "ULA", "PureKernelSampler", "SamplerState",
     "EvidenceResult", "log_evidence", "log_partition", "Jarzynski",
     "training", "train", "TrainResult", "EnergyFamily", "gaussian_mixture_energy", "mlp_energy",
-    "kernels", "targets", "diagnostics", "plots", "__version__",
+    "kernels", "targets", "diagnostics", "plots", "weights", "spins", "tempering",
+    "ParallelTempering", "parallel_tempering", "bridge_sampling", "BridgeResult",
+    "compare_evidence", "__version__",
 ]
-
-# spin systems and replica exchange (issue 5)
-from . import spins, tempering  # noqa: E402
-from .tempering import ParallelTempering, parallel_tempering  # noqa: E402
-
-__all__ += ["spins", "tempering", "ParallelTempering", "parallel_tempering"]
-
-# evidence from posterior draws and model comparison (issue 16)
-from .evidence import BridgeResult, bridge_sampling, compare_evidence  # noqa: E402
-
-__all__ += ["bridge_sampling", "BridgeResult", "compare_evidence"]

@@ -18,9 +18,10 @@ from typing import NamedTuple
 
 import jax
 import numpy as np
-from scipy.special import logsumexp
 
+from .. import weights as _w
 from ..errors import check_key, check_positive
+from ..weights import logsumexp
 
 
 class ImportanceWeightWarning(UserWarning):
@@ -81,14 +82,12 @@ def check_log_weights(log_weights, n: int | None = None, name: str = "log_weight
 
 def normalized_weights(log_weights) -> np.ndarray:
     """wbar_i = w_i / sum_j w_j computed stably from log weights."""
-    lw = check_log_weights(log_weights)
-    return np.exp(lw - logsumexp(lw))
+    return np.exp(_w.normalize_log_weights(check_log_weights(log_weights)))
 
 
 def kish_ess(log_weights) -> float:
     """Kish's effective sample size (sum w)^2 / sum w^2 = 1 / sum wbar^2, in [1, n]."""
-    w = normalized_weights(log_weights)
-    return float(1.0 / np.sum(w * w))
+    return float(_w.ess(check_log_weights(log_weights)))
 
 
 def _tail_size(n: int, r_eff: float) -> int:
@@ -188,14 +187,11 @@ def weighted_mean(values, log_weights=None, *, chains: bool = False) -> Estimate
 
 
 def systematic_indices(key, log_weights, num_samples: int | None = None) -> np.ndarray:
-    """Indices of a systematic resample (one uniform, O(n) with searchsorted)."""
-    w = normalized_weights(log_weights)
-    m = w.size if num_samples is None else check_positive("num_samples", num_samples, integer=True)
-    u0 = float(jax.random.uniform(check_key(key)))
-    cdf = np.cumsum(w)
-    cdf[-1] = 1.0
-    idx = np.searchsorted(cdf, (u0 + np.arange(m)) / m, side="right")
-    return np.minimum(idx, w.size - 1)
+    """Indices of a systematic resample (one uniform, O(n) with searchsorted;
+    :func:`ebm_ppl.weights.systematic_resample`)."""
+    lw = check_log_weights(log_weights)
+    m = lw.size if num_samples is None else check_positive("num_samples", num_samples, integer=True)
+    return np.asarray(_w.systematic_resample(check_key(key), jax.numpy.asarray(lw), m))
 
 
 def resample(samples, log_weights, *, key, num_samples: int | None = None, var_name: str = "x"):

@@ -16,25 +16,16 @@ reverse one high when the annealing is too fast; BAR sits between and is far les
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import expit
+
+from ..weights import normalize_log_weights
 
 __all__ = ["bar_stage", "bar_log_z"]
 
 
-def expit(x):
-    """Logistic sigmoid, stable for any x (numpy only; scipy is not a dependency)."""
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
-
-
-def logsumexp(a, axis=-1, keepdims=False):
-    m = np.max(a, axis=axis, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0.0)
-    out = np.log(np.sum(np.exp(a - m), axis=axis, keepdims=True)) + m
-    return out if keepdims else np.squeeze(out, axis=axis)
-
-
 def _norm(log_w, u):
     log_w = np.where(np.isfinite(u), log_w, -np.inf)
-    W = np.exp(log_w - logsumexp(log_w, axis=-1, keepdims=True))
+    W = np.exp(normalize_log_weights(log_w))
     return W, np.where(W > 0, u, 0.0)
 
 

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from ..weights import ess_fraction, normalize_log_weights
+
 __all__ = ["EvidenceResult", "group_standard_error"]
 
 
@@ -89,17 +91,12 @@ class EvidenceResult:
     @property
     def final_ess(self) -> float:
         """Kish ESS fraction of the final log weights."""
-        lw = np.asarray(self.log_weights, float)
-        m = np.max(lw)
-        w = np.exp(lw - m)
-        return float(w.sum() ** 2 / (w**2).sum() / w.size)
+        return float(ess_fraction(np.asarray(self.log_weights, float)))
 
     @property
     def weights(self) -> np.ndarray:
         """Normalized importance weights of ``samples``."""
-        lw = np.asarray(self.log_weights, float)
-        w = np.exp(lw - np.max(lw))
-        return w / w.sum()
+        return np.exp(normalize_log_weights(np.asarray(self.log_weights, float)))
 
     def __str__(self) -> str:
         lines = [

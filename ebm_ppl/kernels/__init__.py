@@ -8,7 +8,7 @@ diagnostics. Each gradient kernel costs exactly one ``value_and_grad`` per step.
 from .langevin import (
     MAX_DELTA_ENERGY,
     LangevinState,
-    MoveInfo,
+    StepInfo,
     langevin_init,
     langevin_log_ratio,
     mala_step,
@@ -19,7 +19,18 @@ from .jarzynski import JarzynskiInfo, JarzynskiState, jarzynski_init, jarzynski_
 from .rwmh import RWState, rwmh_init, rwmh_step
 
 __all__ = [
-    "MAX_DELTA_ENERGY", "LangevinState", "MoveInfo", "langevin_init", "langevin_log_ratio", "mala_step",
+    "MAX_DELTA_ENERGY", "LangevinState", "StepInfo", "langevin_init", "langevin_log_ratio", "mala_step",
     "ula_move", "ula_step", "RWState", "rwmh_init", "rwmh_step",
     "JarzynskiState", "JarzynskiInfo", "jarzynski_init", "jarzynski_step",
 ]
+
+
+def __getattr__(name):
+    if name == "MoveInfo":  # renamed: the evidence engine's MoveInfo is a different class
+        import warnings
+
+        warnings.warn("ebm_ppl.kernels.MoveInfo is now ebm_ppl.kernels.StepInfo (the per-step "
+                      "info of a kernel); ebm_ppl.evidence.MoveInfo is the annealing moves' info",
+                      DeprecationWarning, stacklevel=2)
+        return StepInfo
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

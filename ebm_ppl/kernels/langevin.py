@@ -31,8 +31,12 @@ class LangevinState(NamedTuple):
     grad: Array
 
 
-class MoveInfo(NamedTuple):
-    """Per-step diagnostics (not carried to the next step)."""
+class StepInfo(NamedTuple):
+    """Per-step diagnostics of one kernel step on one walker (not carried to the next step).
+
+    Not to be confused with :class:`ebm_ppl.evidence.MoveInfo`, what an annealing move over a
+    batch of walkers reports to the engine. (This class was also called ``MoveInfo`` before;
+    ``ebm_ppl.kernels.MoveInfo`` still works, with a DeprecationWarning.)"""
 
     accept_prob: Array
     is_accepted: Array
@@ -75,7 +79,7 @@ def langevin_log_ratio(old: LangevinState, new: LangevinState, step_size) -> Arr
 
 
 def ula_step(key: Array, state: LangevinState, potential_fn: PotentialFn,
-             step_size) -> tuple[LangevinState, MoveInfo]:
+             step_size) -> tuple[LangevinState, StepInfo]:
     """ULA: always moves, so it is biased at any fixed step (seed Example 4.1).
 
     The move is reported divergent (it still happens) when the energy or gradient becomes
@@ -85,11 +89,11 @@ def ula_step(key: Array, state: LangevinState, potential_fn: PotentialFn,
     divergent = (~jnp.isfinite(new.potential_energy) | ~jnp.all(jnp.isfinite(new.grad))
                  | (langevin_log_ratio(state, new, step_size) < -MAX_DELTA_ENERGY))
     one = jnp.ones((), new.potential_energy.dtype)
-    return new, MoveInfo(one, jnp.array(True), divergent)
+    return new, StepInfo(one, jnp.array(True), divergent)
 
 
 def mala_step(key: Array, state: LangevinState, potential_fn: PotentialFn,
-              step_size) -> tuple[LangevinState, MoveInfo]:
+              step_size) -> tuple[LangevinState, StepInfo]:
     """MALA: a ULA proposal accepted with probability min(1, exp(log_ratio)) (eq. 60)."""
     key_move, key_accept = jax.random.split(key)
     proposal = ula_move(key_move, state, potential_fn, step_size)
@@ -99,4 +103,4 @@ def mala_step(key: Array, state: LangevinState, potential_fn: PotentialFn,
     accepted = log_u < log_ratio
     new = jax.tree.map(lambda a, b: jnp.where(accepted, a, b), proposal, state)
     divergent = ~jnp.isfinite(proposal.potential_energy) | (log_ratio < -MAX_DELTA_ENERGY)
-    return new, MoveInfo(accept_prob, accepted, divergent)
+    return new, StepInfo(accept_prob, accepted, divergent)

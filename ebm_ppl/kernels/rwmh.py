@@ -11,7 +11,7 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .langevin import MoveInfo
+from .langevin import StepInfo
 
 Array = jax.Array
 
@@ -26,7 +26,7 @@ def rwmh_init(position: Array, potential_fn: Callable[[Array], Array]) -> RWStat
 
 
 def rwmh_step(key: Array, state: RWState, potential_fn: Callable[[Array], Array],
-              step_size) -> tuple[RWState, MoveInfo]:
+              step_size) -> tuple[RWState, StepInfo]:
     """One random-walk MH step with proposal scale ``step_size``."""
     key_move, key_accept = jax.random.split(key)
     x = state.position
@@ -39,4 +39,4 @@ def rwmh_step(key: Array, state: RWState, potential_fn: Callable[[Array], Array]
     new = RWState(jnp.where(accepted, proposal_x, x),
                   jnp.where(accepted, proposal_u, state.potential_energy))
     accept_prob = jnp.minimum(1.0, jnp.exp(log_ratio))
-    return new, MoveInfo(accept_prob, accepted, ~jnp.isfinite(proposal_u))
+    return new, StepInfo(accept_prob, accepted, ~jnp.isfinite(proposal_u))
