@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import os
 import time
+from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -368,6 +369,65 @@ def _cholesky(cov):
     raise ValueError("the draws' covariance is not positive definite: the chains barely moved")
 
 
+def _unconstrain(model, args, kwargs, layout, params):
+    """Constrained draws -> flat unconstrained vectors, by NumPyro's own transforms (supports
+    that depend on other sites included)."""
+    from numpyro.infer.util import unconstrain_fn
+
+    u = unconstrain_fn(model, args, kwargs, params)
+    return jnp.concatenate([jnp.reshape(u[n], (-1,)) for n, *_ in layout])
+
+
+def _log_joint(model, args, kwargs, layout, x):
+    """``log q`` = -(NumPyro's potential energy) = log prior + log likelihood + log|J|."""
+    from numpyro.infer.util import potential_energy
+
+    u = {n: jnp.reshape(x[o:o + k], shape) for n, o, k, shape in layout}
+    return -potential_energy(model, args, kwargs, u)
+
+
+def _rebuild(spec, dynamic):
+    treedef, is_array, static = spec
+    it = iter(dynamic)
+    return jax.tree.unflatten(treedef, [next(it) if a else v for a, v in zip(is_array, static)])
+
+
+@partial(jax.jit, static_argnames=("model", "spec", "layout"))
+def _to_z_compiled(params, dynamic, *, model, spec, layout):
+    args, kwargs = _rebuild(spec, dynamic)
+    return jax.vmap(lambda p: _unconstrain(model, args, kwargs, layout, p))(params)
+
+
+@partial(jax.jit, static_argnames=("model", "spec", "layout"))
+def _log_q_compiled(x, dynamic, *, model, spec, layout):
+    args, kwargs = _rebuild(spec, dynamic)
+    return jax.vmap(lambda xi: _log_joint(model, args, kwargs, layout, xi))(x)
+
+
+def _batch_functions(model, model_args, model_kwargs, layout):
+    """``(to_z, log_q)`` on batches. The data (array arguments) are traced arguments of
+    module-level compiled functions, so a second call with the same model and data shapes
+    (another seed, other draws, other data) reuses the compilation; the other arguments are
+    static. A model that cannot take traced data (or unhashable arguments) gets functions
+    compiled for this call with the data as constants."""
+    leaves, treedef = jax.tree.flatten((tuple(model_args), dict(model_kwargs)))
+    is_array = tuple(isinstance(v, (np.ndarray, jax.Array)) for v in leaves)
+    static = tuple(None if a else v for a, v in zip(is_array, leaves))
+    dynamic = [jnp.asarray(v) for a, v in zip(is_array, leaves) if a]
+    spec = (treedef, is_array, static)
+    try:
+        hash((model, spec))
+        fns = (partial(_to_z_compiled, dynamic=dynamic, model=model, spec=spec, layout=layout),
+               partial(_log_q_compiled, dynamic=dynamic, model=model, spec=spec, layout=layout))
+        jax.eval_shape(fns[1], jnp.zeros((1, sum(k for _, _, k, _ in layout))))
+        return fns
+    except Exception:  # noqa: BLE001 -- e.g. np.asarray(data) inside the model: use constants
+        return (jax.jit(jax.vmap(lambda p: _unconstrain(model, model_args, model_kwargs,
+                                                        layout, p))),
+                jax.jit(jax.vmap(lambda x: _log_joint(model, model_args, model_kwargs,
+                                                      layout, x))))
+
+
 def bridge_sampling(posterior, model, *model_args, key, method: str = "normal",
                     tol: float = 1e-10, max_iterations: int = 1000,
                     **model_kwargs) -> BridgeResult:
@@ -401,7 +461,7 @@ def bridge_sampling(posterior, model, *model_args, key, method: str = "normal",
     draws = posterior_draws(posterior)
     shapes = _probe_model(model, model_args, model_kwargs, key)
     names = sorted(shapes)
-    from numpyro.infer.util import potential_energy, unconstrain_fn
+    from numpyro.infer.util import unconstrain_fn
 
     u_shapes = jax.eval_shape(lambda p: unconstrain_fn(model, model_args, model_kwargs, p),
                               shapes)
@@ -410,17 +470,11 @@ def bridge_sampling(posterior, model, *model_args, key, method: str = "normal",
     dim = int(offsets[-1])
     c, s = _check_draws(draws, names, shapes, dim)
 
-    def flat_unconstrained(params):  # NumPyro's own transforms, supports that depend on
-        u = unconstrain_fn(model, model_args, model_kwargs, params)  # other sites included
-        return jnp.concatenate([jnp.reshape(u[n], (-1,)) for n in names])
-
-    def log_joint(x):  # -(NumPyro's potential energy): log prior + log likelihood + log|J|
-        u = {n: jnp.reshape(x[o:o + k], u_shapes[n].shape)
-             for n, o, k in zip(names, offsets, sizes)}
-        return -potential_energy(model, model_args, model_kwargs, u)
-
+    layout = tuple((n, int(o), int(k), tuple(u_shapes[n].shape))
+                   for n, o, k in zip(names, offsets, sizes))
     params = {n: np.reshape(draws[n], (c * s,) + tuple(shapes[n].shape)) for n in names}
-    z = np.asarray(jax.jit(jax.vmap(flat_unconstrained))(params), np.float64)
+    to_z, log_q = _batch_functions(model, model_args, model_kwargs, layout)
+    z = np.asarray(to_z(params), np.float64)
     if not np.all(np.isfinite(z)):
         raise ValueError("some draws lie outside the support of their site (their "
                          "unconstrained values are not finite): are they from this model?")
@@ -434,7 +488,6 @@ def bridge_sampling(posterior, model, *model_args, key, method: str = "normal",
     rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel())
     eps = rng.standard_normal((n2, dim))
     flat_bridge = bridge.reshape(-1, dim)
-    log_q = jax.jit(jax.vmap(log_joint))
     log_det = float(np.sum(np.log(np.diag(chol))))
     std_normal = -0.5 * dim * np.log(2 * np.pi)
     if method == "normal":
