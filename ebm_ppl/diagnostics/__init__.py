@@ -7,7 +7,9 @@ from .divergences import (divergences_by_quadrature, fisher_divergence, kl_diver
                           log_density, remark31_mixtures)
 from .modes import mode_masses
 from .stein import SteinDiscrepancy, make_preconditioner, stein_discrepancy
+from .stein_test import SteinTest, stein_test
 from .stein_thinning import stein_thin
+from .step_size import StepSizeSelection, select_step_size
 from .summary import (convergence, is_weighted, summary, to_datatree, weighted_datatree,
                       weighted_summary)
 from .weights import (KHAT_BAD, KHAT_GOOD, Estimate, ImportanceWeightWarning, ParetoKHat,
@@ -21,5 +23,5 @@ __all__ = [
     "KHAT_GOOD", "Estimate", "ImportanceWeightWarning", "ParetoKHat", "kish_ess",
     "normalized_weights", "pareto_khat", "psis", "resample", "systematic_indices",
     "weighted_mean", "SteinDiscrepancy", "make_preconditioner", "stein_discrepancy",
-    "stein_thin",
+    "stein_thin", "SteinTest", "stein_test", "StepSizeSelection", "select_step_size",
 ]

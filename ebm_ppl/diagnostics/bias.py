@@ -24,17 +24,22 @@ class BiasReport:
     variance along the k-th principal axis of the exact covariance (largest first; ULA's bias
     shows most along the stiff, last axis) -- with columns estimate, mcse, exact, z_exact
     (= (estimate - exact) / mcse), theory (ULA's eq. 73 value; exact for MALA/NUTS), z_theory,
-    accept_prob. ``draws``: sampler label -> array (chain, draw, dim)."""
+    accept_prob. ``draws``: sampler label -> array (chain, draw, dim). ``stein``: sampler label
+    -> :class:`~ebm_ppl.diagnostics.SteinTest`, the kernel Stein goodness-of-fit test of the
+    draws, which needs no exact answer (one reading line each in ``str(report)``)."""
 
     table: object
     draws: dict = field(repr=False)
     target_name: str = "target"
+    stein: dict = field(default_factory=dict, repr=False)
 
     def __str__(self) -> str:
         import pandas as pd
 
+        lines = "".join(f"\n{label}: {test}" for label, test in self.stein.items())
         with pd.option_context("display.width", 120, "display.max_rows", 200):
-            return f"Sampler bias on {self.target_name}\n{self.table.round(4).to_string()}"
+            return (f"Sampler bias on {self.target_name}\n{self.table.round(4).to_string()}"
+                    + lines)
 
 
 def _principal_axes(target):
@@ -92,12 +97,15 @@ def _run(kernel, key, init, num_warmup, num_samples, num_chains):
 def sampler_bias_report(target, *, key, ula_step_sizes=(5e-3, 1e-2, 1.5e-2), mala: bool = True,
                         nuts: bool = True, num_chains: int = 8, num_warmup: int = 1000,
                         num_samples: int = 4000, init_params=None,
-                        progress_bar: bool = True) -> BiasReport:
+                        progress_bar: bool = True, stein_max_draws: int | None = 2000
+                        ) -> BiasReport:
     """Run ULA at each step in ``ula_step_sizes``, MALA and NUTS on ``target`` and tabulate
     their mean and covariance against the exact ones (when the target has ``mean``/``cov``).
 
     ``target`` is a potential U(x) on flat arrays (e.g. ``ep.targets.anisotropic_gaussian_2d()``);
     chains start from ``init_params`` (num_chains, dim) or from exact draws ``target.sample``.
+    Each sampler's draws also get the KSD goodness-of-fit test (on at most ``stein_max_draws``
+    draws, evenly spaced in each chain; None skips it), which flags bias without exact moments.
     """
     import pandas as pd
     from numpyro.infer import NUTS
@@ -138,11 +146,17 @@ def sampler_bias_report(target, *, key, ula_step_sizes=(5e-3, 1e-2, 1.5e-2), mal
         raise ValueError("nothing to run: give ula_step_sizes or set mala/nuts")
     exact = _exact(target)
     axes = _principal_axes(target)
-    rows, draws = [], {}
+    rows, draws, stein = [], {}, {}
     for (label, kernel, h), k in zip(tqdm(jobs, desc="bias report", disable=not progress_bar),
                                      jax.random.split(key, len(jobs))):
         x, acc = _run(kernel, k, init, num_warmup, num_samples, num_chains)
         draws[label] = x
+        if stein_max_draws:
+            from .stein_test import stein_test
+
+            every = max(1, -(-x.shape[0] * x.shape[1] // int(stein_max_draws)))
+            stein[label] = stein_test(x[:, every - 1::every], target,
+                                      key=jax.random.fold_in(k, 1))
         theory = _exact(target, h) if h is not None else exact
         for stat, est, se in _moments(x, axes):
             ex = exact[stat] if exact else np.nan
@@ -151,4 +165,5 @@ def sampler_bias_report(target, *, key, ula_step_sizes=(5e-3, 1e-2, 1.5e-2), mal
                          "exact": ex, "z_exact": (est - ex) / se, "theory": th,
                          "z_theory": (est - th) / se, "accept_prob": acc})
     table = pd.DataFrame(rows).set_index(["sampler", "statistic"])
-    return BiasReport(table=table, draws=draws, target_name=getattr(target, "name", "target"))
+    return BiasReport(table=table, draws=draws, target_name=getattr(target, "name", "target"),
+                      stein=stein)

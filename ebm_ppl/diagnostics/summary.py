@@ -93,17 +93,27 @@ def weighted_summary(samples, log_weights, *, var_name: str = "x", warn: bool = 
                          "ess_kish": kish_ess(lw), "pareto_k": khat}, index=names)
 
 
-def summary(obj, *, var_names=None, log_weights=None, kind: str = "all", warn: bool = True):
+def summary(obj, *, var_names=None, log_weights=None, kind: str = "all", warn: bool = True,
+            stein=None):
     """One table for any run: ``az.summary`` (mean, sd, ETI, bulk/tail ESS, R-hat, MCSE) for
     MCMC output; :func:`weighted_summary` for weighted results (``obj`` with ``samples`` and
-    ``log_weights``, or samples of shape (n, ...) with ``log_weights=``)."""
+    ``log_weights``, or samples of shape (n, ...) with ``log_weights=``).
+
+    ``stein`` adds the kernel Stein goodness-of-fit test of MCMC output beside R-hat and ESS
+    (columns ``ksd``, ``ksd_p``; the result and its one-line reading in
+    ``table.attrs["stein_test"]``): True for an MCMC, a potential U, or a dict of
+    :func:`~ebm_ppl.diagnostics.stein_test` arguments. R-hat sees mixing, not bias; this test
+    sees bias (see :func:`~ebm_ppl.diagnostics.stein_test.with_stein_columns`)."""
     import arviz as az
 
     if log_weights is not None:
         return weighted_summary(obj, log_weights, warn=warn)
     if is_weighted(obj):
         return weighted_summary(obj.samples, obj.log_weights, warn=warn)
-    return az.summary(to_datatree(obj), var_names=var_names, kind=kind)
+    from .stein_test import with_stein_columns
+
+    return with_stein_columns(az.summary(to_datatree(obj), var_names=var_names, kind=kind),
+                              obj, stein)
 
 
 def convergence(obj, *, var_names=None) -> dict:
