@@ -21,15 +21,15 @@ import numpy as np
 from ..energy import as_energy, energy_from_model
 from ..errors import (SamplingDivergedError, check_choice, check_key, check_model_data,
                       check_positive)
-from ..sharding import check_divisible, sharded_jit, to_host, walker_sharding
+from ..sharding import check_divisible, num_shards, sharded_jit, to_host, walker_sharding
 from . import moves as _moves
 from .bar import bar_log_z
 from .engine import anneal
 from .fingerprint import observed_fingerprint
 from .paths import LinearPath, geometric_path, tempering_path
 from .reference import auto_reference, pilot_reference
-from .resampling import ess_fraction, log_mean_exp, systematic_resample
-from .result import EvidenceResult, group_standard_error
+from .resampling import RESAMPLING_SCHEMES, ess_fraction, log_mean_exp, systematic_resample
+from .result import EvidenceResult
 from .schedules import as_schedule, power, stage_cap_message
 
 __all__ = ["log_partition", "log_evidence", "METHODS", "DEFAULT_METHOD"]
@@ -59,10 +59,12 @@ def _typed_key(key):
 def _options(*, method=DEFAULT_METHOD, num_walkers=4096, step_size=None, schedule="adaptive",
              num_stages=None, target_ess=0.7, num_moves=None, num_leapfrog=5, target_accept=None,
              adapt_step_size=True, step_jitter=None, precondition=True, resample_threshold=1.0,
-             num_groups=None, bar=False, max_stages=1000, progress_bar=True) -> dict:
+             num_groups=None, bar=False, max_stages=1000, progress_bar=True,
+             resampling="multinomial") -> dict:
     """Validate the run options :func:`log_partition` and :func:`log_evidence` share (defaults
     as theirs); returns them as :func:`_run`'s keywords, with ``n`` walkers in ``g`` groups."""
     check_choice("method", method, METHODS)
+    check_choice("resampling", resampling, RESAMPLING_SCHEMES)
     n = check_positive("num_walkers", num_walkers, integer=True)
     check_positive("step_size", step_size, allow_none=True)
     check_positive("num_moves", num_moves, integer=True, allow_none=True)
@@ -78,9 +80,8 @@ def _options(*, method=DEFAULT_METHOD, num_walkers=4096, step_size=None, schedul
         raise ValueError(f"step_jitter must lie in [0, 5], got {step_jitter!r}")
     if method not in ("is", "ti") or not _is_adaptive(schedule):
         as_schedule(schedule, num_stages, target_ess)  # validate now, before any work
-    if num_groups is None:
-        num_groups = min(16, max(1, n // 64))
-    g = check_positive("num_groups", num_groups, integer=True)
+    # one pool by default (log_z_se from the genealogy); see _default_groups for sharded runs
+    g = 1 if num_groups is None else check_positive("num_groups", num_groups, integer=True)
     if n % g or (method != "is" and n // g < 2):
         raise ValueError(f"num_walkers={n} must be a multiple of num_groups={g} with at least "
                          "2 walkers per group")
@@ -89,7 +90,21 @@ def _options(*, method=DEFAULT_METHOD, num_walkers=4096, step_size=None, schedul
                 num_leapfrog=num_leapfrog, target_accept=target_accept,
                 adapt_step_size=adapt_step_size, step_jitter=step_jitter,
                 precondition=precondition, resample_threshold=resample_threshold, bar=bar,
-                max_stages=max_stages, progress_bar=progress_bar)
+                max_stages=max_stages, progress_bar=progress_bar, resampling=resampling,
+                groups_given=num_groups is not None)
+
+
+def _default_groups(opts, sharding):
+    """Sharded runs without ``num_groups``: one group per device, so that resampling never
+    moves walkers between devices (the groups are exact: each has its own genealogy
+    variance; pooled resampling would gather across devices at every stage)."""
+    groups_given = opts.pop("groups_given")
+    shards = num_shards(sharding)
+    if not groups_given and opts["method"] == "ti":  # TI's error is the spread of groups
+        opts["g"] = min(16, max(1, opts["n"] // 64))
+    elif not groups_given and shards > 1 and opts["n"] % shards == 0 and opts["n"] // shards >= 2:
+        opts["g"] = shards
+    return opts
 
 
 def _is_adaptive(schedule) -> bool:
@@ -138,8 +153,8 @@ def log_partition(potential_fn, *, key, reference=None, dim: int | None = None,
                   num_moves: int | None = None, num_leapfrog: int = 5, target_accept=None,
                   adapt_step_size: bool = True, step_jitter: float | None = None,
                   precondition: bool = True, resample_threshold: float = 1.0,
-                  num_groups: int | None = None, bar: bool = False, max_stages: int = 1000,
-                  num_starts: int = 256,
+                  num_groups: int | None = None, resampling: str = "multinomial",
+                  bar: bool = False, max_stages: int = 1000, num_starts: int = 256,
                   init_scale: float = 3.0, progress_bar: bool = True, devices=None,
                   mesh=None) -> EvidenceResult:
     """log Z = log int exp(-U(x)) dx by annealing from a normalized reference (seed eq. 102-104).
@@ -160,7 +175,15 @@ def log_partition(potential_fn, *, key, reference=None, dim: int | None = None,
         method: "hmc" (default: most accurate per gradient in ``benchmarks/RESULTS.md``),
             "mala", "jarzynski" (ULA with exact nonequilibrium weights), "nuts", "is"
             (importance sampling from the reference, eq. 2) or "ti" (thermodynamic integration).
-        num_walkers: walkers, split into ``num_groups`` independent groups for ``log_z_se``.
+        num_walkers: walkers, resampled as one pool; ``log_z_se`` comes from their genealogy
+            (Lee & Whiteley 2018; see :func:`~ebm_ppl.evidence.resampling.genealogy_relative_variance`).
+        num_groups: split the walkers into this many independent groups that resampling never
+            mixes (default 1; one per device when sharded, so that resampling stays on each
+            device). Each group's genealogy gives its variance; ``result.group_log_z`` holds
+            their estimates. More groups lose more: a group that loses a narrow mode never
+            gets it back (``benchmarks/RESULTS.md``).
+        resampling: "multinomial" (default: the genealogy ``log_z_se`` is exact under it) or
+            "systematic" (less resampling noise; ``log_z_se`` then approximate).
         step_size: initial step in whitened coordinates (x / walker std); None picks one from
             the reference's gradients. It adapts toward ``target_accept`` after every move
             (one step for all walkers, jittered per walker) unless ``adapt_step_size=False``.
@@ -185,6 +208,7 @@ def log_partition(potential_fn, *, key, reference=None, dim: int | None = None,
     opts = _options(**{k: v for k, v in locals().items() if k in _OPTION_NAMES})
     sharding = walker_sharding(devices, mesh)
     check_divisible(opts["n"], sharding)
+    opts = _default_groups(opts, sharding)
     energy = as_energy(potential_fn, dim=_reference_dim(potential_fn, dim, reference))
     check_positive("num_starts", num_starts, integer=True)
     check_positive("init_scale", init_scale)
@@ -210,7 +234,7 @@ def log_evidence(model, *model_args, key, method: str = DEFAULT_METHOD, num_walk
                  target_ess: float = 0.7, num_moves: int | None = None, num_leapfrog: int = 5,
                  target_accept=None, adapt_step_size: bool = True, step_jitter: float | None = None,
                  precondition: bool = True, resample_threshold: float = 1.0,
-                 num_groups: int | None = None,
+                 num_groups: int | None = None, resampling: str = "multinomial",
                  bar: bool = False, max_stages: int = 1000, progress_bar: bool = True,
                  devices=None, mesh=None, **model_kwargs) -> EvidenceResult:
     """log p(data) of a NumPyro model by likelihood tempering from its prior (log Z_0 = 0).
@@ -223,6 +247,7 @@ def log_evidence(model, *model_args, key, method: str = DEFAULT_METHOD, num_walk
     opts = _options(**{k: v for k, v in locals().items() if k in _OPTION_NAMES})
     sharding = walker_sharding(devices, mesh)
     check_divisible(opts["n"], sharding)
+    opts = _default_groups(opts, sharding)
     check_model_data(model_args, model_kwargs)
     key = _typed_key(key)
     key_model, key_run = jax.random.split(key)
@@ -271,7 +296,8 @@ def _pilot_reference(energy, key, broad, info, n, progress_bar):
     n_pilot = max(256, n // PILOT_FRACTION // 16 * 16)
     pilot = _run(geometric_path(energy, broad), key, reference=broad,
                  reference_info=dict(kind="broad"), t0=time.perf_counter(),
-                 **_options(num_walkers=n_pilot, num_groups=16, progress_bar=progress_bar))
+                 **_default_groups(_options(num_walkers=n_pilot, progress_bar=progress_bar),
+                                   None))
     k = int(np.clip(n_pilot // (5 * energy.dim), 1, 4))
     seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
     reference, fitted = pilot_reference(pilot.walkers, pilot.log_weights, broad,
@@ -327,7 +353,7 @@ def _samples(path, positions):
 
 def _run(path, key, *, method, n, g, step_size, schedule, num_stages, target_ess, num_moves,
          num_leapfrog, target_accept, adapt_step_size, step_jitter, precondition,
-         resample_threshold, bar,
+         resample_threshold, bar, resampling,
          max_stages, progress_bar, reference, reference_info, t0, sharding=None):
     key_init, key_fwd, key_rev = jax.random.split(key, 3)
     state = _initial_state(path, key_init, n, sharding)
@@ -348,7 +374,7 @@ def _run(path, key, *, method, n, g, step_size, schedule, num_stages, target_ess
                 adapt_step_size=adapt_step_size,
                 step_jitter=d["jitter"] if step_jitter is None else step_jitter,
                 resample_threshold=resample_threshold, num_groups=g, max_stages=max_stages,
-                record_increments=bar,
+                record_increments=bar, resampling=resampling,
                 progress_bar=progress_bar)
     if step_size is None:
         step_size = _initial_step(state, method, d["step"](path.dim), precondition)
@@ -378,7 +404,7 @@ def _run(path, key, *, method, n, g, step_size, schedule, num_stages, target_ess
     betas = np.concatenate([[0.0], h["beta"]])
     if (capped := stage_cap_message(sched, betas, max_stages)) is not None:
         messages.append(capped)
-    log_z, log_z_se = group_standard_error(out.group_log_z)
+    log_z, log_z_se = out.log_z, out.log_z_se
     if method == "ti":
         e0 = to_host(state.delta).reshape(g, -1)
         e0 = np.array([np.mean(r[np.isfinite(r)]) for r in e0])
@@ -422,7 +448,7 @@ def _reverse(path, out, key, betas, opts):
         out.history["step_size"][-1]), **rev_opts)
     log_z_bar, se_bar = bar_log_z(out.increments, rev.increments, path.log_z0)
     # the reverse pass estimates log(Z_0 / Z_1)
-    lz_rev, se_rev = group_standard_error(rev.group_log_z)
+    lz_rev, se_rev = rev.log_z, rev.log_z_se
     return dict(log_z_bar=log_z_bar, log_z_bar_se=se_bar, log_z_reverse=path.log_z0 - lz_rev,
                 log_z_reverse_se=se_rev), rev.num_grads
 

@@ -29,8 +29,14 @@ Contracts (what another module plugs in):
   counts gradient evaluations (a scalar over all walkers). Discrete moves ignore ``step_size``
   (run with ``adapt_step_size=False``).
 
-The N walkers form ``num_groups`` independent groups (resampling never mixes them), so the
-spread of the group estimates gives an honest standard error; the schedule and step are shared.
+By default the N walkers are resampled as one pool (``num_groups=1``) and the standard error
+of ``log Z`` comes from the walkers' genealogy: each walker carries the index of the initial
+walker it descends from (its Eve), and the Lee & Whiteley (2018) estimator
+(:func:`~.resampling.genealogy_relative_variance`, exact with multinomial resampling) turns
+the final weights summed per Eve into ``Var(Z_hat) / Z^2``. With ``num_groups > 1`` the walkers
+form independent groups (resampling never mixes them: cheaper when the groups line up with
+devices); each group's genealogy gives its own variance and the groups' spread is a second,
+independent check. The schedule and step are shared.
 Memory is O(N x dim); histories are O(stages) scalars (plus, with ``record_increments``, the
 per-stage increments used by the BAR check).
 """
@@ -47,12 +53,13 @@ from jax.tree_util import Partial
 
 from ..errors import SamplingDivergedError
 from ..sharding import constrain_walkers, sharding_of, to_host
-from .resampling import ess_fraction, log_mean_exp, normalize_log_weights, resample_if
+from .resampling import (RESAMPLING_SCHEMES, ess_fraction, genealogy_relative_variance,
+                         log_mean_exp, normalize_log_weights, resample_if)
 from .schedules import Adaptive, increment, next_beta
 
 Array = jax.Array
 
-__all__ = ["MoveInfo", "AnnealOutput", "anneal", "group_log_z"]
+__all__ = ["MoveInfo", "AnnealOutput", "anneal", "group_log_z", "genealogy_log_z_se"]
 
 
 class MoveInfo(NamedTuple):
@@ -66,7 +73,10 @@ class AnnealOutput(NamedTuple):
 
     ``log_weights`` are the final walkers' log weights including their group's normalization
     and ``log_z0``, so ``log_mean_exp(log_weights) == log_z`` and self-normalized averages over
-    all walkers are exact expectations. ``group_log_z`` has one estimate per group.
+    all walkers are exact expectations. ``group_log_z`` has one estimate per group,
+    ``group_rel_var`` its genealogy estimate of ``Var(Z_g) / Z_g^2`` (Lee & Whiteley 2018),
+    ``log_z_se`` the standard error of ``log_z`` they give (:func:`genealogy_log_z_se`) and
+    ``num_ancestors`` the number of initial walkers that still have descendants with weight.
     """
 
     state: Any
@@ -76,6 +86,9 @@ class AnnealOutput(NamedTuple):
     history: dict
     increments: list | None
     num_grads: int
+    group_rel_var: np.ndarray = np.zeros(0)
+    log_z_se: float = float("nan")
+    num_ancestors: int = 0
 
 
 class _Carry(NamedTuple):
@@ -85,11 +98,26 @@ class _Carry(NamedTuple):
     beta: Array
     log_step: Array    # global log step
     key: Array
+    eve: Array         # (G, n) int32: index (within the group) of each walker's initial ancestor
+    num_res: Array     # (G,) int32: resampling events in each group
 
 
 def group_log_z(log_w, log_z_acc):
     """Per-group ``log Z`` estimates (without ``log_z0``)."""
     return log_z_acc + log_mean_exp(log_w, axis=-1)
+
+
+def genealogy_log_z_se(group_log_z, group_rel_var) -> float:
+    """Standard error of ``log mean_g Z_g`` from each group's genealogy variance estimate:
+    ``Var(Z_hat) = sum_g Var(Z_g) / G^2`` for independent groups, then the delta method
+    ``se(log Z_hat) = sqrt(Var(Z_hat)) / Z_hat`` (a negative, unresolved variance counts 0)."""
+    g = np.asarray(group_log_z, float)
+    rv = np.maximum(np.asarray(group_rel_var, float), 0.0)
+    top = np.max(g)
+    if not np.isfinite(top):
+        return float("inf")
+    z = np.exp(g - top)
+    return float(np.sqrt(np.sum(rv * z * z)) / np.sum(z))
 
 
 def _global_log_w(carry):
@@ -104,7 +132,8 @@ class _Config(NamedTuple):
     step_jitter: float
     adapt_gain: float
     record_increments: bool
-    sharding: Any = None  # the walkers' NamedSharding (ebm_ppl.sharding), kept at every stage
+    sharding: Any = None
+    resampling: str = "multinomial"  # the walkers' NamedSharding (ebm_ppl.sharding), kept at every stage
 
 
 def _step_signal(accept, target):
@@ -134,8 +163,10 @@ def _stage(carry: _Carry, beta_target, use_target, adapt_on, move, delta_fn, cfg
     # gradient in a move below); it is counted once and removed by the next resampling
     died = jnp.sum(jnp.isfinite(glw) & ~jnp.isfinite(glw_next))
     ess = ess_fraction(glw_next)
-    res = jax.vmap(resample_if, in_axes=(0, 0, None))(
+    res = jax.vmap(functools.partial(resample_if, scheme=cfg.resampling), in_axes=(0, 0, None))(
         jax.random.split(k_res, g), log_w, cfg.resample_threshold)
+    eve = jnp.take_along_axis(carry.eve, res.indices, axis=1)
+    num_res = carry.num_res + res.resampled.astype(carry.num_res.dtype)
     state = constrain_walkers(jax.tree.map(lambda a: _group_gather(a, res.indices),
                                            carry.state), cfg.sharding, g * n)
     log_w, log_z_acc = res.log_w, log_z_acc + res.log_z_increment
@@ -163,7 +194,7 @@ def _stage(carry: _Carry, beta_target, use_target, adapt_on, move, delta_fn, cfg
     mean_delta = jnp.sum(W * jnp.where(jnp.isfinite(v_after), v_after, 0.0).reshape(g, n),
                          axis=-1)
     new = _Carry(constrain_walkers(state, cfg.sharding, g * n), log_w, log_z_acc, b_next,
-                 log_step, key)
+                 log_step, key, eve, num_res)
     alive = jnp.isfinite(_global_log_w(new))
     record = dict(beta=b_next, ess=ess, accept=accept, step_size=jnp.exp(log_step),
                   num_resampled=jnp.sum(res.resampled), num_grads=grads,
@@ -192,7 +223,7 @@ def anneal(key, state, *, delta_fn: Callable, move: Callable, schedule, log_z0: 
            adapt_step_size: bool = True, step_jitter: float = 0.2, adapt_gain: float = 0.5,
            resample_threshold: float = 1.0, num_groups: int = 1, max_stages: int = 1000,
            record_increments: bool = False, progress_bar: bool = True,
-           desc: str = "annealing") -> AnnealOutput:
+           desc: str = "annealing", resampling: str = "multinomial") -> AnnealOutput:
     """Anneal N walkers along a linear-in-beta path (see the module docstring for contracts).
 
     ``schedule`` is an :class:`~ebm_ppl.evidence.schedules.Adaptive` or an array of betas
@@ -200,7 +231,9 @@ def anneal(key, state, *, delta_fn: Callable, move: Callable, schedule, log_z0: 
     at its first beta). The walkers in ``state`` must be exact draws at the first beta.
     The compiled stage is cached per (move function, ``delta_fn``, options, shapes): pass
     ``jax.tree_util.Partial`` objects over module-level functions (as :mod:`.moves` does) to
-    reuse it across calls with new data. Returns an
+    reuse it across calls with new data. ``resampling`` is "multinomial" (default: the
+    genealogy variance estimate of ``log_z_se`` is exact under it) or "systematic" (less
+    resampling noise; the genealogy estimate is then an approximation). Returns an
     :class:`AnnealOutput`; raises :class:`~ebm_ppl.errors.SamplingDivergedError` when every
     walker's weight vanishes.
     """
@@ -208,6 +241,8 @@ def anneal(key, state, *, delta_fn: Callable, move: Callable, schedule, log_z0: 
     n_total = int(leaves[0].shape[0])
     if n_total % num_groups:
         raise ValueError(f"num_walkers={n_total} is not a multiple of num_groups={num_groups}")
+    if resampling not in RESAMPLING_SCHEMES:
+        raise ValueError(f"resampling must be one of {RESAMPLING_SCHEMES}, got {resampling!r}")
     adaptive = schedule if isinstance(schedule, Adaptive) else None
     betas = None if adaptive is not None else np.asarray(schedule, dtype=np.float64)
     dtype = leaves[0].dtype if jnp.issubdtype(leaves[0].dtype, jnp.floating) else \
@@ -216,12 +251,14 @@ def anneal(key, state, *, delta_fn: Callable, move: Callable, schedule, log_z0: 
                   resample_threshold=float(resample_threshold),
                   target_accept=float(target_accept), step_jitter=float(step_jitter),
                   adapt_gain=float(adapt_gain), record_increments=bool(record_increments),
-                  sharding=sharding_of(state))
+                  sharding=sharding_of(state), resampling=resampling)
     move, delta_fn = _as_partial(move), _as_partial(delta_fn)
     g = int(num_groups)
     carry = _Carry(state, jnp.zeros((g, n_total // g), dtype), jnp.zeros((g,), dtype),
                    jnp.asarray(0.0 if betas is None else betas[0], dtype),
-                   jnp.asarray(np.log(step_size), dtype), key)
+                   jnp.asarray(np.log(step_size), dtype), key,
+                   jnp.tile(jnp.arange(n_total // g, dtype=jnp.int32), (g, 1)),
+                   jnp.zeros((g,), jnp.int32))
     records, extras = [], []
     bar = _progress(progress_bar, desc, adaptive is None and betas.size - 1)  # type: ignore[union-attr]
     stage, beta = 0, float(carry.beta)
@@ -262,11 +299,24 @@ def anneal(key, state, *, delta_fn: Callable, move: Callable, schedule, log_z0: 
         else {}
     glz = to_host(group_log_z(carry.log_w, carry.log_z_acc)) + log_z0
     log_weights = _global_log_w(carry) + log_z0
+    rel_var, ancestors = to_host(_genealogy(carry.log_w, carry.eve, carry.num_res))
     return AnnealOutput(
         state=carry.state, log_weights=log_weights,
         log_z=float(log_mean_exp(log_weights)), group_log_z=glz, history=history,
         increments=extras if record_increments else None,
-        num_grads=int(sum(float(r["num_grads"]) for r in records)))
+        num_grads=int(sum(float(r["num_grads"]) for r in records)),
+        group_rel_var=np.asarray(rel_var, float), log_z_se=genealogy_log_z_se(glz, rel_var),
+        num_ancestors=int(ancestors))
+
+
+@jax.jit
+def _genealogy(log_w, eve, num_res):
+    """Per-group genealogy variance and the number of Eves whose descendants carry weight."""
+    rel_var = jax.vmap(genealogy_relative_variance)(log_w, eve, num_res)
+    n = log_w.shape[-1]
+    w = jnp.where(jnp.isfinite(log_w), 1.0, 0.0)
+    mass = jax.vmap(lambda wi, e: jax.ops.segment_sum(wi, e, num_segments=n))(w, eve)
+    return rel_var, jnp.sum(mass > 0)
 
 
 def _progress(enabled, desc, total):

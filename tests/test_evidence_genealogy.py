@@ -1,0 +1,136 @@
+"""Pooled resampling and the genealogy (Lee & Whiteley 2018) variance of log Z (issue 15).
+
+The estimator is checked three ways: in closed form where it has one (no resampling: the
+importance-sampling variance), against the spread of independent replicates of a small SMC run
+(its expectation must match Var(Z_hat) / Z^2; systematic resampling, under which it is not
+valid, must fail the same check), and end to end against an exact log Z in se units.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import ebm_ppl as ep
+from ebm_ppl.evidence import engine, resampling as rs, schedules
+
+
+def test_without_resampling_it_is_the_importance_sampling_variance():
+    rng = np.random.default_rng(0)
+    lw = rng.normal(size=500) * 0.7
+    w = np.exp(lw - lw.max())
+    W = w / w.sum()
+    n = lw.size
+    expected = (n * np.sum(W ** 2) - 1) / (n - 1)
+    got = float(rs.genealogy_relative_variance(jnp.asarray(lw), jnp.arange(n), 0))
+    assert got == pytest.approx(expected, rel=1e-5)
+
+
+def test_one_ancestor_left_gives_relative_variance_one_and_many_give_small():
+    n = 64
+    collapsed = rs.genealogy_relative_variance(jnp.zeros(n), jnp.zeros(n, jnp.int32), 5)
+    assert float(collapsed) == pytest.approx(1.0, abs=1e-6)
+    whole = rs.genealogy_relative_variance(jnp.zeros(n), jnp.arange(n), 5)
+    # every walker its own Eve, equal weights: 1 - (n/(n-1))^6 (1 - 1/n) < 0, unresolved
+    assert float(whole) == pytest.approx(1.0 - (n / (n - 1)) ** 6 * (1 - 1 / n), rel=1e-5)
+    assert engine.genealogy_log_z_se([0.0], [float(whole)]) == 0.0
+
+
+def test_multinomial_resample_is_unbiased_and_not_systematic():
+    lw = jnp.log(jnp.asarray([0.1, 0.2, 0.3, 0.4]))
+    keys = jax.random.split(jax.random.key(0), 4000)
+    counts = np.asarray(jax.vmap(lambda k: jnp.bincount(rs.multinomial_resample(k, lw), length=4))(
+        keys))
+    # mean count n W_i within 4 standard errors of the binomial
+    n, W = 4, np.array([0.1, 0.2, 0.3, 0.4])
+    se = np.sqrt(n * W * (1 - W) / len(keys))
+    assert np.all(np.abs(counts.mean(0) - n * W) < 4 * se)
+    # binomial spread (systematic would give only floor/ceil of n W_i: variance <= 0.25)
+    assert np.allclose(counts.var(0), n * W * (1 - W), rtol=0.15)
+
+
+# -- the estimator against replicates ------------------------------------------------------
+
+def _delta(x):
+    return 1.5 * x[:, 0] ** 2  # U_beta = (1 + 3 beta) x^2 / 2: N(0, 1) -> N(0, 1/4)
+
+
+def _move(key, x, beta, step_size):
+    """A deliberately poor move (one small random-walk Metropolis step) so that the
+    genealogy, not the move, carries the variance."""
+    k1, k2 = jax.random.split(key)
+    prop = x + 0.3 * jax.random.normal(k1, x.shape)
+    u = lambda y: 0.5 * (1.0 + 3.0 * beta) * y[:, 0] ** 2
+    acc = jnp.exp(jnp.minimum(0.0, u(x) - u(prop)))
+    take = jax.random.uniform(k2, acc.shape) < acc
+    n = x.shape[0]
+    return jnp.where(take[:, None], prop, x), engine.MoveInfo(acc, jnp.zeros(n), jnp.zeros(()))
+
+
+def _replicates(scheme, reps=300, n=32):
+    exact = 0.5 * math.log(2 * math.pi / 4.0)
+    out = []
+    for s in range(reps):
+        x0 = jax.random.normal(jax.random.key(2 * s), (n, 1))
+        o = engine.anneal(jax.random.key(2 * s + 1), x0, delta_fn=_delta, move=_move,
+                          schedule=schedules.linear(6), log_z0=0.5 * math.log(2 * math.pi),
+                          adapt_step_size=False, progress_bar=False, resampling=scheme)
+        out.append((o.log_z - exact, float(o.group_rel_var[0])))
+    return np.array(out)
+
+
+@pytest.fixture(scope="module")
+def replicates():
+    return {s: _replicates(s) for s in ("multinomial", "systematic")}
+
+
+def _check(err, rv):
+    """(mean of Z_hat^2 V_hat - Var(Z_hat)) / its standard error, with Z = 1."""
+    ratio = np.exp(err)  # Z_hat / Z
+    est = ratio ** 2 * rv  # Lee & Whiteley's V^N = Z_hat^2 (relative estimate)
+    var_rep = np.var(ratio, ddof=1)
+    se = math.hypot(np.std((ratio - 1.0) ** 2, ddof=1), np.std(est, ddof=1)) / np.sqrt(len(rv))
+    return (np.mean(est) - var_rep) / se, ratio, var_rep
+
+
+def test_genealogy_variance_matches_the_spread_of_replicates(replicates):
+    """E[V^N] = Var(Z_hat) (Lee & Whiteley 2018, Thm 1) with multinomial resampling: over
+    300 runs of 32 walkers and 6 resamplings the mean estimate agrees with the replicates' own
+    variance of Z_hat / Z within 4 standard errors."""
+    err, rv = replicates["multinomial"].T
+    z, ratio, var_rep = _check(err, rv)
+    assert abs(np.mean(ratio) - 1.0) < 4 * np.sqrt(var_rep / len(ratio))  # Z_hat unbiased
+    assert abs(z) < 4, (z, var_rep)
+    assert var_rep > 0.01  # the case has real variance to estimate
+
+
+def test_the_same_check_rejects_systematic_resampling(replicates):
+    """The estimator assumes multinomial resampling: under systematic resampling it reads far
+    below the true variance, and the check above catches it."""
+    z, _, var_rep = _check(*replicates["systematic"].T)
+    assert z < -4, (z, var_rep)
+
+
+# -- end to end ------------------------------------------------------------------------------
+
+def test_pooled_log_partition_against_exact_and_groups_are_exact_too():
+    import numpyro.distributions as dist
+
+    t = ep.targets.ill_conditioned_gaussian(10, 100.0, seed=0)
+    ref = dist.Normal(jnp.zeros(10), 1.0).to_event(1)
+    pooled = ep.log_partition(t, key=jax.random.key(3), num_walkers=1024, reference=ref,
+                              progress_bar=False)
+    assert len(pooled.group_log_z) == 1 and 0.0 < pooled.log_z_se < 0.1
+    assert abs(pooled.log_z - t.log_z) < 4 * pooled.log_z_se
+    grouped = ep.log_partition(t, key=jax.random.key(3), num_walkers=1024, num_groups=4,
+                               reference=ref, progress_bar=False)
+    assert len(grouped.group_log_z) == 4 and 0.0 < grouped.log_z_se < 0.1
+    assert abs(grouped.log_z - t.log_z) < 4 * grouped.log_z_se
+
+
+def test_resampling_option_is_validated():
+    t = ep.targets.ill_conditioned_gaussian(2, 10.0, seed=0)
+    with pytest.raises(ValueError, match="resampling"):
+        ep.log_partition(t, key=jax.random.key(0), resampling="residual", progress_bar=False)
