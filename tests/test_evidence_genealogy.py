@@ -62,7 +62,10 @@ def _move(key, x, beta, step_size):
     genealogy, not the move, carries the variance."""
     k1, k2 = jax.random.split(key)
     prop = x + 0.3 * jax.random.normal(k1, x.shape)
-    u = lambda y: 0.5 * (1.0 + 3.0 * beta) * y[:, 0] ** 2
+
+    def u(y):
+        return 0.5 * (1.0 + 3.0 * beta) * y[:, 0] ** 2
+
     acc = jnp.exp(jnp.minimum(0.0, u(x) - u(prop)))
     take = jax.random.uniform(k2, acc.shape) < acc
     n = x.shape[0]

@@ -100,6 +100,7 @@ def log_partition(model, *, key, kernel: str = "gibbs", num_walkers: int = 1024,
     out = anneal(key_run, state, delta_fn=lambda s: s.u, move=spin_move(model, kernel),
                  schedule=sched, log_z0=log_z0, num_moves=num_moves, step_size=1.0,
                  adapt_step_size=False, resample_threshold=resample_threshold, num_groups=g,
+                 resampling="systematic",  # its log_z_se is the spread of the groups
                  max_stages=max_stages, progress_bar=progress_bar,
                  desc=f"log Z ({model.name}, {kernel})")
     h = out.history
