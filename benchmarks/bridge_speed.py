@@ -114,7 +114,8 @@ def main(argv=None):
     print(f"load average at the end: {load:.1f} on {os.cpu_count()} cores")
     if args.results:
         section = (f"## Bridge sampling after NUTS (issue 16)\n\n`python benchmarks/bridge_speed.py"
-                   f" --repeats {args.repeats}`: the slowest first call over fresh processes, medians otherwise, wall time; machine "
+                   f" --repeats {args.repeats}`: the slowest first call over fresh processes, "
+                   f"medians otherwise, wall time; machine "
                    f"shared and loaded (load average {load:.1f} on {os.cpu_count()} cores at the "
                    f"end).\n\n{table}\n")
         path = Path(args.results)
