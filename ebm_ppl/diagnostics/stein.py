@@ -57,6 +57,13 @@ def imq_stein_kernel(x, y, sx, sy, linv, c: float = 1.0, beta: float = -0.5):
             + (sx @ sy) * q**beta)
 
 
+@partial(jax.jit, static_argnames=("c", "beta"))
+def _pair_kernels(x, y, sx, sy, linv, *, c, beta):
+    """k_p(x_i, y_i) for each row i (the linear-time estimate's pairs)."""
+    return jax.vmap(imq_stein_kernel, in_axes=(0, 0, 0, 0, None, None, None))(
+        x, y, sx, sy, linv, c, beta)
+
+
 def _kernel_block(x, sx, y, sy, linv, c, beta):
     """k_p between the rows of ``x`` (B, d) and of ``y`` (n, d) -> (B, n), by matrix products
     (the same algebra as :func:`imq_stein_kernel`; the points are centred by the caller so that
@@ -416,9 +423,8 @@ def stein_discrepancy(draws, potential_fn=None, *, model=None, model_args=(), mo
             raise ValueError("method='linear' needs at least 4 draws")
         key = jax.random.key(0) if key is None else check_key(key)
         perm = np.asarray(jax.random.permutation(key, n))[: 2 * (n // 2)].reshape(-1, 2)
-        h = np.asarray(jax.jit(jax.vmap(partial(imq_stein_kernel, c=c, beta=beta),
-                                        in_axes=(0, 0, 0, 0, None)))(
-            xj[perm[:, 0]], xj[perm[:, 1]], sj[perm[:, 0]], sj[perm[:, 1]], lj))
+        h = np.asarray(_pair_kernels(xj[perm[:, 0]], xj[perm[:, 1]], sj[perm[:, 0]],
+                                     sj[perm[:, 1]], lj, c=c, beta=beta))
         est = float(h.mean())
         return SteinDiscrepancy(ksd=float(np.sqrt(max(est, 0.0))), ksd_squared_u=est,
                                 se=float(h.std(ddof=1) / np.sqrt(h.size)), n=n, dim=d,
