@@ -172,3 +172,25 @@ def test_example_quick_writes_labelled_figures(script, tmp_path):
         assert saved.exists()
     problems = [p for rec in records for p in figure_problems(rec)]
     assert not problems, "\n".join(problems)
+    if script.stem in EXTRA_CHECKS:
+        EXTRA_CHECKS[script.stem](proc.stdout, {Path(r["file"]).stem: r for r in records})
+
+
+def _check_evidence_from_draws(stdout, figures):
+    """Issue 16: bridge sampling lands on the exact evidence, the harmonic mean does not, and
+    the figures show all four panels (estimates) and the comparison's two."""
+    rows = {line.split()[0]: line.split() for line in stdout.splitlines()
+            if line.split()[:1] in (["line"], ["parabola"]) and "k-hat" not in line
+            and "bridge" in line}
+    assert set(rows) == {"line", "parabola"}, stdout
+    for name, r in rows.items():
+        # name, exact, annealing +- se, bridge +- se, harmonic mean, k-hat
+        exact, bridge, bridge_se, hm, khat = (float(r[1]), float(r[5]), float(r[7]),
+                                              float(r[8]), float(r[9]))
+        assert abs(bridge - exact) < max(0.05, 4 * bridge_se), (name, r)
+        assert hm - exact > 1.0 and khat > 0.7, (name, r)  # the harmonic mean fails, visibly
+    assert len(figures["estimates"]["panels"]) == 4
+    assert len(figures["comparison"]["panels"]) == 2
+
+
+EXTRA_CHECKS = {"evidence_from_draws": _check_evidence_from_draws}
