@@ -5,8 +5,8 @@ NumPyro's unconstrained space with the model's own transforms, where the unnorma
 posterior is ``q(z) = p(y | theta(z)) p(theta(z)) |J(z)|`` (minus NumPyro's potential energy,
 the one NUTS samples). The first half of every chain fits a proposal
 ``g``; the second half (``N1`` draws) and ``N2 = N1`` draws of ``g`` enter the iterative
-bridge estimator of Meng & Wong (1996, eq. 4.1), as written by Gronau et al. (2017, J. Math.
-Psychol., eq. 11 with the optimal bridge function):
+bridge estimator of Meng & Wong (1996, Statistica Sinica), with the optimal bridge function,
+as written in the tutorial of Gronau et al. (2017, J. Math. Psychol.):
 
     r_{t+1} = [1/N2 sum_j l2_j / (s1 l2_j + s2 r_t)] / [1/N1 sum_i 1 / (s1 l1_i + s2 r_t)]
 
@@ -20,7 +20,7 @@ moments by bridging the symmetrized density ``|L| [q(m + L eta) + q(m - L eta)] 
 standard normal in ``eta`` (``m``, ``L L^T``: the fit half's mean and covariance), the choice
 for skewed posteriors.
 
-Error (Fruhwirth-Schnatter 2004, Econometrics J., eq. 16), the relative mean-squared error of
+Error (Fruhwirth-Schnatter 2004, Econometrics J., sec. 3), the relative mean-squared error of
 ``Z``, which is the variance of ``log Z`` to first order:
 
     RE^2 = Var_g[f1] / (N2 E_g[f1]^2) + Var_post[f2] / (ESS(f2) E_post[f2]^2)
@@ -169,7 +169,7 @@ def _log_mean_exp(a) -> float:
 
 def bridge_estimate(log_l1, log_l2, s1: float, *, tol: float = 1e-10,
                     max_iterations: int = 1000):
-    """The iterative bridge estimator (module docstring; Meng & Wong 1996, eq. 4.1) in log space.
+    """The iterative bridge estimator (module docstring; Meng & Wong 1996) in log space.
 
     Args:
         log_l1: ``log q - log g`` at the posterior draws (any shape).
