@@ -1,7 +1,10 @@
-"""Save results to netCDF through ArviZ / xarray ``DataTree`` and load them back exactly.
+"""The one serialization layer: results to netCDF (through ArviZ / xarray ``DataTree``) and back
+exactly, plus the primitives training checkpoints share (:func:`atomic_replace`,
+:func:`storable` / :func:`is_key` for PRNG keys).
 
-Used by :meth:`ebm_ppl.EvidenceResult.save` / ``load`` and :meth:`ebm_ppl.TrainResult.save` /
-``load``. The file is an ordinary netCDF4 (HDF5) ``DataTree``:
+Used by :meth:`ebm_ppl.EvidenceResult.save` / ``load`` (and so by ``ebm-ppl evidence
+--netcdf``), :meth:`ebm_ppl.TrainResult.save` / ``load`` and
+:mod:`ebm_ppl.training.checkpoint`. A result file is an ordinary netCDF4 (HDF5) ``DataTree``:
 
 * the result's own ArviZ groups (``posterior`` and ``sample_stats`` with the weights for an
   evidence result, ``training`` with the history for a training run), for ArviZ and xarray;
@@ -20,21 +23,48 @@ import dataclasses
 import importlib
 import json
 import math
+import os
 import sys
+import tempfile
 from pathlib import Path
+from typing import Callable
 
 import jax
 import numpy as np
 
-__all__ = ["save_result", "load_result", "encode", "decode"]
+__all__ = ["save_result", "load_result", "encode", "decode", "atomic_replace", "storable", "is_key"]
 
 FORMAT_VERSION = 1
 _IMPORTABLE = ("optax", "ebm_ppl", "numpyro", "jax", "collections")
 _ARRAYS = "ebm_ppl_arrays"
 
 
-def _is_key(x) -> bool:
+def is_key(x) -> bool:
+    """Whether ``x`` is a typed JAX PRNG key array (stored as its ``key_data``)."""
     return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def storable(x) -> np.ndarray:
+    """A NumPy array to write for ``x`` (a key becomes its raw ``key_data``)."""
+    return np.asarray(jax.random.key_data(x) if is_key(x) else x)
+
+
+def atomic_replace(path, write: Callable[[Path], None]) -> Path:
+    """Write a file by ``write(tmp)`` to a temporary name in the same directory, fsync it, and
+    move it over ``path`` with ``os.replace``: a crash at any moment leaves either the previous
+    file or the new one, never a torn one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def _add(arrays: dict, name: str, arr) -> str:
@@ -46,7 +76,7 @@ def _add(arrays: dict, name: str, arr) -> str:
 def encode(obj, arrays: dict, name: str = "value") -> object:
     """A JSON-able description of ``obj``; its arrays go into ``arrays`` under names built
     from their path in ``obj`` (``name``, then ``.key`` / ``.index`` below it)."""
-    if _is_key(obj):
+    if is_key(obj):
         return {"array": _add(arrays, name, np.asarray(jax.random.key_data(obj))),
                 "key": str(jax.random.key_impl(obj))}
     if isinstance(obj, (np.ndarray, np.generic, jax.Array)):
@@ -151,11 +181,8 @@ def save_result(result, path, *, arviz_tree=None, as_text=("reference",)):
     groups[f"/{_ARRAYS}"] = xr.Dataset(data)
     tree = xr.DataTree.from_dict(groups)
     encoding = {f"/{_ARRAYS}": {k: {"_FillValue": None} for k in data}}
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tree.to_netcdf(tmp, engine="h5netcdf", encoding=encoding)
-    tmp.replace(path)  # atomic: a crash while writing leaves any previous file intact
-    return path
+    return atomic_replace(path, lambda tmp: tree.to_netcdf(tmp, engine="h5netcdf",
+                                                            encoding=encoding))
 
 
 def load_result(path, cls):

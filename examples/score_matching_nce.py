@@ -59,11 +59,12 @@ def fit_all(data, *, key, num_iterations: int) -> dict:
     runs = {}
     for method, k in zip(METHODS, jax.random.split(key, len(METHODS))):
         opt = optax.adam(optax.cosine_decay_schedule(0.05, num_iterations, alpha=0.05))
-        extra = {"noise_scale": 0.3} if method == "dsm" else {}
+        estimator = ep.training.denoising_score_matching(noise_scale=0.3) if method == "dsm" \
+            else method  # a name: that estimator with its defaults
         runs[method.upper()] = ep.train(family.energy_fn, family.params, data, key=k,
-                                        method=method, optimizer=opt, batch_size=512,
+                                        estimator=estimator, optimizer=opt, batch_size=512,
                                         num_iterations=num_iterations, progress_bar=False,
-                                        track=track, **extra)
+                                        track=track)
     return family, runs
 
 

@@ -1,19 +1,17 @@
 """The CLI end to end: the demo writes its figures; `evidence` on a user's model file; bad
 input gives one line on stderr and a non-zero exit code, never a traceback."""
 
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT, child_env
 
 import ebm_ppl as ep
 
 pytestmark = pytest.mark.integration  # every test runs the CLI in a subprocess
 
-ROOT = Path(__file__).resolve().parents[1]
 
 MODEL_FILE = '''
 import numpyro
@@ -27,7 +25,7 @@ def regression(x, y=None):
 
 
 def _cli(*args, timeout=900):
-    env = {**os.environ, "MPLBACKEND": "Agg", "JAX_ENABLE_X64": "1"}
+    env = child_env(JAX_ENABLE_X64="1")
     return subprocess.run([sys.executable, "-m", "ebm_ppl.cli", *map(str, args)], cwd=ROOT,
                           capture_output=True, text=True, env=env, timeout=timeout)
 

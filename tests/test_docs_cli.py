@@ -1,21 +1,20 @@
 """The docs build with --strict and the CLI answers --help and bad input cleanly."""
 
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, child_env
 
 pytestmark = pytest.mark.integration  # mkdocs and the CLI run as subprocesses
 
-ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
 def _run(args, **kw):
-    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "MPLBACKEND": "Agg"}
+    env = child_env(NO_MKDOCS_2_WARNING="1")
     return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env=env, timeout=600, **kw)
 
 

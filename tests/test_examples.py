@@ -10,14 +10,13 @@ e.g. spin configurations) only need a title; colorbars are not panels.
 """
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, child_env
 
-ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.py") if not p.name.startswith("_"))
 
 RUNNER = r'''
@@ -79,7 +78,7 @@ finally:
 
 def _run(script: Path, tmp_path: Path):
     outdir, manifest = tmp_path / "figures", tmp_path / "manifest.json"
-    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": str(ROOT)}
+    env = child_env(PYTHONPATH=str(ROOT))
     proc = subprocess.run([sys.executable, "-c", RUNNER, str(script), str(outdir), str(manifest)],
                           cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
     records = json.loads(manifest.read_text()) if manifest.exists() else []

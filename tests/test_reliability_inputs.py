@@ -276,6 +276,7 @@ NOT_ENTRY_POINTS = {
     "EnergyFamily": "a NamedTuple returned by the family factories",
     "__version__": "a string",
     "kernels": "pure jittable (init, step) functions: their callers validate before tracing",
+    "weights": "pure jittable weight arithmetic: its callers validate before tracing",
 }
 ISSUE_ITEMS = {
     "non-positive step", "non-positive walkers", "non-positive iterations", "init_params shape",

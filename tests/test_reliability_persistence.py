@@ -29,32 +29,13 @@ import pytest
 import xarray as xr
 from numpyro.infer import MCMC
 
+from conftest import assert_same
+
 import ebm_ppl as ep
 from ebm_ppl.training import CheckpointError
 
 
-def _same(a, b, path="result"):
-    """Exact equality of two results' values (arrays bit for bit, NaN == NaN), recursively."""
-    if dataclasses.is_dataclass(a):
-        assert type(a) is type(b), path
-        for f in dataclasses.fields(a):
-            _same(getattr(a, f.name), getattr(b, f.name), f"{path}.{f.name}")
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and a.keys() == b.keys(), (path, a.keys(), b)
-        for k in a:
-            _same(a[k], b[k], f"{path}[{k!r}]")
-    elif isinstance(a, (list, tuple)):
-        assert type(a) is type(b) and len(a) == len(b), (path, type(a), type(b))
-        for i, (x, y) in enumerate(zip(a, b)):
-            _same(x, y, f"{path}[{i}]")
-    elif isinstance(a, (np.ndarray, np.generic, jax.Array)):
-        x, y = np.asarray(a), np.asarray(b)
-        assert x.dtype == y.dtype and x.shape == y.shape, (path, x.dtype, y.dtype, x.shape, y.shape)
-        assert np.array_equal(x, y, equal_nan=x.dtype.kind in "fc"), path
-    elif isinstance(a, float) and np.isnan(a):
-        assert isinstance(b, float) and np.isnan(b), path
-    else:
-        assert a == b and type(a) is type(b), (path, a, b)
+_same = assert_same
 
 
 # -- evidence results ------------------------------------------------------------------------------

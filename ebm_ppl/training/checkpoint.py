@@ -4,21 +4,22 @@ A checkpoint directory holds ``state-<iteration>.npz`` (the leaves of the traini
 the history so far, loaded with ``allow_pickle=False``, so loading cannot run code) and
 ``manifest.json`` (iteration, the pytree structure as leaf paths with shapes and dtypes, a
 fingerprint of the run configuration and the SHA-256 of the npz). Each file is written to a
-temporary name, fsync-ed, then moved into place with ``os.replace``; the manifest is replaced
-last, so a crash at any moment leaves the previous consistent pair.
+temporary name, fsync-ed, then moved into place with ``os.replace``
+(:func:`ebm_ppl.persist.atomic_replace`, the serialization layer results use too); the
+manifest is replaced last, so a crash at any moment leaves the previous consistent pair.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from ..persist import atomic_replace, is_key, storable
 
 MANIFEST = "manifest.json"
 FORMAT = "ebm_ppl.training.checkpoint/1"
@@ -28,22 +29,11 @@ class CheckpointError(ValueError):
     """A checkpoint is corrupt or does not belong to this run."""
 
 
-def _is_key(x) -> bool:
-    return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
-
-
 def describe(tree) -> list[dict]:
     """Leaf paths, shapes and dtypes of a pytree (arrays or ShapeDtypeStructs)."""
     leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
     return [{"path": jax.tree_util.keystr(p), "shape": list(np.shape(x)),
-             "dtype": "key" if _is_key(x) else str(np.dtype(x.dtype))} for p, x in leaves]
-
-
-def _fsync_replace(tmp: str, final: Path):
-    with open(tmp, "rb+") as f:
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, final)
+             "dtype": "key" if is_key(x) else str(np.dtype(x.dtype))} for p, x in leaves]
 
 
 def _sha256(path: Path) -> str:
@@ -58,22 +48,23 @@ def save(directory, iteration: int, carry, history: dict, fingerprint: dict, ext
     """Write ``carry`` (any pytree of arrays), ``history`` and metadata atomically."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    leaves = jax.tree.leaves(carry)
-    arrays = {f"leaf_{i}": np.asarray(jax.random.key_data(x) if _is_key(x) else x)
-              for i, x in enumerate(leaves)}
+    arrays = {f"leaf_{i}": storable(x) for i, x in enumerate(jax.tree.leaves(carry))}
     arrays.update({f"history_{k}": np.asarray(v) for k, v in history.items()})
     name = f"state-{iteration}.npz"
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".npz.tmp")
-    with os.fdopen(fd, "wb") as f:
-        np.savez(f, **arrays)
-    _fsync_replace(tmp, directory / name)
+
+    def write_npz(tmp: Path):
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+    atomic_replace(directory / name, write_npz)
     manifest = {"format": FORMAT, "iteration": int(iteration), "file": name,
                 "sha256": _sha256(directory / name), "structure": describe(carry),
                 "history_keys": sorted(history), "fingerprint": fingerprint, "extra": extra}
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".json.tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(manifest, f, indent=1)
-    _fsync_replace(tmp, directory / MANIFEST)
+    def write_manifest(tmp: Path):
+        with open(tmp, "w") as f:
+            json.dump(manifest, f, indent=1)
+
+    atomic_replace(directory / MANIFEST, write_manifest)
     for old in directory.glob("state-*.npz"):  # only after the new manifest is in place
         if old.name != name:
             old.unlink(missing_ok=True)
@@ -89,6 +80,16 @@ def read_extra(directory) -> dict:
         return json.loads((Path(directory) / MANIFEST).read_text()).get("extra", {})
     except (OSError, ValueError, AttributeError):
         return {}
+
+
+def resumed_chunk_size(directory, chunk_size, default: int) -> int:
+    """The chunk size a resumed run must keep (its checkpoint's), or CheckpointError when the
+    caller asks for another one (the results would not be identical)."""
+    extra = read_extra(directory)
+    if chunk_size is not None and extra.get("chunk_size", chunk_size) != chunk_size:
+        raise CheckpointError(f"chunk_size={chunk_size} differs from the checkpoint's "
+                              f"{extra.get('chunk_size')}: results would not be identical")
+    return extra.get("chunk_size", default)
 
 
 def load(directory, template, fingerprint: dict):
@@ -131,7 +132,7 @@ def load(directory, template, fingerprint: dict):
     for i, t in enumerate(leaves):
         a = arrays[f"leaf_{i}"]
         restored.append(jax.random.wrap_key_data(a)
-                        if _is_key(t) else jnp.asarray(a, dtype=t.dtype))
+                        if is_key(t) else jnp.asarray(a, dtype=t.dtype))
     history = {k: arrays[f"history_{k}"] for k in manifest["history_keys"]}
     return manifest["iteration"], jax.tree.unflatten(treedef, restored), history, manifest["extra"]
 

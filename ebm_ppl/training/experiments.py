@@ -10,6 +10,7 @@ Used by the tests, ``examples/jarzynski_vs_cd_pcd.py`` and ``benchmarks/training
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import jax
@@ -17,8 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from .estimators import DEFAULT_RESAMPLE_THRESHOLD, FACTORIES
 from .families import gaussian_mixture_energy, mixture_weights
-from .train import train
+from .loop import train
 
 TRUE_P1 = 0.25
 
@@ -77,7 +79,7 @@ def kl_to_student(teacher, student, params, *, num_samples: int = 200_000, seed:
 def run(method: str, *, dim: int = 50, num_data: int = 10_000, num_walkers: int = 10_000,
         num_iterations: int = 8000, step_size: float = 0.1, lr_means: float = 0.0025,
         lr_log_weights: float = 0.0125, cd_factor: float = 10.0, cd_reinit_every: int = 4,
-        resample_threshold: float = 0.4, seed: int = 0, progress_bar: bool = False,
+        resample_threshold: float = DEFAULT_RESAMPLE_THRESHOLD, seed: int = 0, progress_bar: bool = False,
         kl_samples: int = 200_000, **kwargs) -> dict:
     """Train the student with ``method`` ("jarzynski", "pcd" or "cd"); return a summary.
 
@@ -87,21 +89,24 @@ def run(method: str, *, dim: int = 50, num_data: int = 10_000, num_walkers: int 
     error, and the exact final log Z.
     """
     data, teacher, student = problem(dim, num_data, seed)
-    extra = dict(kwargs)
+    factory = FACTORIES[method]
+    names = inspect.signature(factory).parameters  # the estimator's options; the rest: train's
+    est_kw = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
+    est_kw.update(num_walkers=num_walkers, step_size=step_size)
     if method == "cd":
         opt = optimizer(cd_factor * lr_means, cd_factor * lr_log_weights)
-        extra.setdefault("reinit_every", cd_reinit_every)
+        est_kw.setdefault("reinit_every", cd_reinit_every)
     else:
         opt = optimizer(lr_means, lr_log_weights)
     if method == "jarzynski":
-        extra.setdefault("init_walkers", initial_walkers(student, num_walkers, seed + 1))
-        extra.setdefault("log_z0", float(student.log_z_fn(student.params)))
-        extra.setdefault("resample_threshold", resample_threshold)
+        est_kw.setdefault("init_walkers", initial_walkers(student, num_walkers, seed + 1))
+        est_kw.setdefault("log_z0", float(student.log_z_fn(student.params)))
+        est_kw.setdefault("resample_threshold", resample_threshold)
     track = lambda p: {"p1": mixture_weights(p)[0], "a1": p["means"][0, 0],  # noqa: E731
                        "log_z_exact": student.log_z_fn(p)}
-    fit = train(student.energy_fn, student.params, data, key=jax.random.key(seed), method=method,
-                optimizer=opt, num_walkers=num_walkers, step_size=step_size,
-                num_iterations=num_iterations, progress_bar=progress_bar, track=track, **extra)
+    fit = train(student.energy_fn, student.params, data, key=jax.random.key(seed),
+                estimator=factory(**est_kw), optimizer=opt, num_iterations=num_iterations,
+                progress_bar=progress_bar, track=track, **kwargs)
     kl, kl_se = kl_to_student(teacher, student, fit.params, num_samples=kl_samples, seed=seed + 2)
     return {"fit": fit, "p1": float(mixture_weights(fit.params)[0]),
             "a1": float(fit.params["means"][0, 0]), "kl": kl, "kl_se": kl_se,

@@ -7,6 +7,11 @@ from typing import Any
 
 import numpy as np
 
+from ..sharding import to_host
+from ..weights import log_mean_exp
+
+SAMPLING = ("jarzynski", "pcd", "cd")
+
 
 @dataclass(frozen=True)
 class TrainResult:
@@ -61,6 +66,21 @@ class TrainResult:
         from ..persist import save_result
 
         return save_result(self, path, arviz_tree=self.to_arviz())
+
+    @classmethod
+    def from_carry(cls, method: str, carry, history: dict, info: dict) -> "TrainResult":
+        """The result of a run from its final training carry (params, opt_state, state)."""
+        state, walkers, log_w, log_z = carry.state, None, None, None
+        if method == "nce":
+            log_z = float(state["log_z"])
+        if method in SAMPLING:
+            walkers = to_host(state.walkers.position)
+            if method == "jarzynski":
+                log_w = to_host(state.walkers.log_weight)
+                log_z = float(state.log_z0 + log_mean_exp(state.walkers.log_weight))
+        return cls(params=carry.params, history=history, walkers=walkers, log_weights=log_w,
+                   log_z=log_z, method=method, opt_state=carry.opt_state, info=info,
+                   walker_state=state.walkers if method in SAMPLING else None)
 
     @classmethod
     def load(cls, path) -> "TrainResult":

@@ -9,8 +9,8 @@ only in how the walkers that stand in for rho_theta are produced:
 * ``jarzynski`` (eq. 102-106): persistent ULA walkers with log weights A_k from the existing
   :func:`~ebm_ppl.kernels.jarzynski_step`, whose "next energy" is U_{theta_{k+1}}. The model
   term is the weighted average (eq. 104-105), log Z_theta_k = log Z_0 + log mean e^{A_k}
-  (eq. 104) and the cross-entropy is eq. 106. Systematic resampling when the relative
-  variance of the weights E[w^2]/E[w]^2 - 1 exceeds ``resample_threshold``.
+  (eq. 104) and the cross-entropy is eq. 106. Systematic resampling when the ESS fraction of
+  the weights falls below ``resample_threshold`` (:func:`ebm_ppl.weights.should_resample`).
 
 Each estimator is an ``(init, estimate, advance)`` triple of pure functions. Iteration k:
 ``estimate`` at (theta_k, X_k, A_k) -> gradient; the optimizer gives theta_{k+1};
@@ -26,13 +26,13 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ..evidence.resampling import ess as kish_ess
-from ..evidence.resampling import log_mean_exp, systematic_resample
+from ..weights import ess as kish_ess
+from ..weights import log_mean_exp, should_resample, systematic_resample
 from ..kernels import (JarzynskiState, LangevinState, jarzynski_init, jarzynski_step,
                        langevin_init, mala_step, ula_step)
 
 
-class Estimator(NamedTuple):
+class EstimatorFns(NamedTuple):
     """``init(key, params) -> state``; ``estimate(key, params, state, idx) -> (grads, state,
     metrics)`` with ``idx`` the data rows of this iteration (None: all);
     ``advance(key, params_next, state, k) -> (state, metrics)``."""
@@ -139,7 +139,7 @@ def equilibrate(key, energy_fn, params, start, step_size, num_steps):
 
 
 def contrastive_divergence(energy_fn, data, *, num_walkers: int, step_size, num_steps: int = 1,
-                           persistent: bool = False, reinit_every: int = 1) -> Estimator:
+                           persistent: bool = False, reinit_every: int = 1) -> EstimatorFns:
     """CD (Algorithm 1; ``reinit_every`` > 1 restarts from the data every so many iterations)
     or PCD (Algorithm 2, ``persistent=True``)."""
 
@@ -178,11 +178,11 @@ def contrastive_divergence(energy_fn, data, *, num_walkers: int, step_size, num_
         walkers = _respawn_dead(jax.random.fold_in(key, 1), walkers, diverged)
         return WalkerState(walkers), metrics
 
-    return Estimator(init, estimate, advance)
+    return EstimatorFns(init, estimate, advance)
 
 
 def jarzynski(energy_fn, data, *, init_walkers, log_z0, step_size, num_steps: int = 1,
-              resample_threshold: float = 0.4) -> Estimator:
+              resample_threshold: float = 1 / 1.4) -> EstimatorFns:
     """Jarzynski-reweighted training, eq. 102-106 (walkers start in equilibrium with theta_0)."""
 
     def init(key, params):
@@ -193,10 +193,9 @@ def jarzynski(energy_fn, data, *, init_walkers, log_z0, step_size, num_steps: in
     def estimate(key, params, state, idx):
         walkers = state.walkers
         a = walkers.log_weight
-        n = a.shape[0]
         log_mean_w = log_mean_exp(a)
         ess = kish_ess(a)
-        resample = n / ess - 1.0 > resample_threshold  # E[w^2]/E[w]^2 - 1
+        resample = should_resample(a, resample_threshold)  # ESS fraction below the threshold
 
         def do_resample(w):
             idx = systematic_resample(key, w.log_weight)
@@ -228,4 +227,4 @@ def jarzynski(energy_fn, data, *, init_walkers, log_z0, step_size, num_steps: in
         metrics = {"divergent": jnp.sum(divergent), **_death_metrics(state.walkers, walkers)}
         return JarzynskiWalkers(walkers, state.log_z0), metrics
 
-    return Estimator(init, estimate, advance)
+    return EstimatorFns(init, estimate, advance)

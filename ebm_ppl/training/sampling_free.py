@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from .sampling import Estimator, rows
+from .sampling import EstimatorFns, rows
 
 
 def _empty_init(key, params):
@@ -37,7 +37,7 @@ def _identity_advance(key, params_next, state, k):
     return state, {}
 
 
-def _loss_estimator(loss_fn, init=_empty_init) -> Estimator:
+def _loss_estimator(loss_fn, init=_empty_init) -> EstimatorFns:
     """Wrap ``loss_fn(key, params, state, idx) -> (loss, metrics)`` as an estimator."""
 
     def estimate(key, params, state, idx):
@@ -45,7 +45,7 @@ def _loss_estimator(loss_fn, init=_empty_init) -> Estimator:
             key, params, state, idx)
         return grads, state, {"loss": loss, **metrics}
 
-    return Estimator(init, estimate, _identity_advance)
+    return EstimatorFns(init, estimate, _identity_advance)
 
 
 def _mean_over_points(per_point, data):
@@ -66,7 +66,7 @@ def _hvp(energy_fn, params, x, v):
     return g, jnp.dot(v, hv)
 
 
-def score_matching(energy_fn, data, *, trace: str = "auto", exact_max_dim: int = 32) -> Estimator:
+def score_matching(energy_fn, data, *, trace: str = "auto", exact_max_dim: int = 32) -> EstimatorFns:
     """Score matching; ``trace="exact"|"hutchinson"|"auto"`` (exact when d <= 32)."""
     exact = trace == "exact" or (trace == "auto" and data.shape[1] <= exact_max_dim)
 
@@ -83,7 +83,7 @@ def score_matching(energy_fn, data, *, trace: str = "auto", exact_max_dim: int =
     return _loss_estimator(_mean_over_points(per_point, data))
 
 
-def denoising_score_matching(energy_fn, data, *, noise_scale: float) -> Estimator:
+def denoising_score_matching(energy_fn, data, *, noise_scale: float) -> EstimatorFns:
     """DSM with Gaussian corruption of scale ``noise_scale`` (sigma)."""
 
     def per_point(key, params, x):
@@ -94,7 +94,7 @@ def denoising_score_matching(energy_fn, data, *, noise_scale: float) -> Estimato
     return _loss_estimator(_mean_over_points(per_point, data))
 
 
-def sliced_score_matching(energy_fn, data, *, num_projections: int = 1) -> Estimator:
+def sliced_score_matching(energy_fn, data, *, num_projections: int = 1) -> EstimatorFns:
     """SSM with ``num_projections`` Gaussian directions per data point."""
 
     def per_point(key, params, x):
@@ -117,7 +117,7 @@ def default_noise(data):
 
 
 def noise_contrastive(energy_fn, data, *, noise, noise_ratio: int = 1, log_z0,
-                      log_z_optimizer) -> Estimator:
+                      log_z_optimizer) -> EstimatorFns:
     """NCE with ``noise`` a NumPyro distribution with event shape ``(d,)`` and ``noise_ratio``
     (nu) noise draws per data point. The learned log Z (``c``) lives in the estimator's state
     with its own optax ``log_z_optimizer``, so the user's optimizer sees the user's params."""
@@ -154,4 +154,4 @@ def noise_contrastive(energy_fn, data, *, noise, noise_ratio: int = 1, log_z0,
         state = {**state, "log_z": optax.apply_updates(c, updates), "log_z_opt": opt}
         return grads, state, {"loss": loss, "log_z": c}
 
-    return Estimator(init, estimate, _identity_advance)
+    return EstimatorFns(init, estimate, _identity_advance)
