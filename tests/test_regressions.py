@@ -57,7 +57,7 @@ def test_reference_event_shape_gives_the_dimension():
     res = ep.log_partition(_gauss, **kw)
     assert res.samples.shape == (128, 3)
     assert res.log_z == ep.log_partition(_gauss, dim=3, **kw).log_z  # the same run
-    assert abs(res.log_z - 1.5 * LOG_2PI) < 4 * res.log_z_se + 1e-3
+    assert abs(res.log_z - 1.5 * LOG_2PI) < 0.1  # a loose check that it is this integral
     with pytest.raises(ValueError, match=r"event_shape \(2,\)"):  # an explicit dim still wins
         ep.log_partition(_gauss, dim=2, **kw)
 
