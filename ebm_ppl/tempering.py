@@ -34,6 +34,8 @@ from numpyro.infer.util import init_to_uniform
 
 from .errors import check_finite_array, check_key, check_positive
 from .mcmc import MALA, RWMH, ULA, PureKernelSampler
+from .spins.kernels import check_spins
+from .spins.samplers import SpinGibbs, SpinMetropolis
 
 Array = jax.Array
 
@@ -200,7 +202,6 @@ def swap_diagnostics(state: PTState) -> dict:
 
 
 def _kernel_classes():
-    from .spins.samplers import SpinGibbs, SpinMetropolis
     return {"mala": MALA, "rwmh": RWMH, "ula": ULA, "metropolis": SpinMetropolis,
             "gibbs": SpinGibbs}
 
@@ -352,7 +353,6 @@ def parallel_tempering(potential_fn, init_position, *, key, kernel="mala", betas
         raise ValueError(f"step_size must be a positive scalar or one per rung ({r},), got {h}")
     x0 = _initial_positions(init_position, num_chains, r)
     if is_spin:
-        from .spins.kernels import check_spins
         check_spins("init_position", np.asarray(x0))
     _check_potential(potential_fn, x0[0, 0])
     target = default_target if target_accept_prob is None else target_accept_prob

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from ..persist import load_result, save_result
+
 from ..weights import ess_fraction, normalize_log_weights
 
 __all__ = ["EvidenceResult", "group_standard_error"]
@@ -138,16 +140,12 @@ class EvidenceResult:
         """Write this result to a netCDF file (an ArviZ ``DataTree``: ``posterior`` and
         ``sample_stats`` as in :meth:`to_arviz`, plus every field, weights included, stored
         exactly; the ``reference`` object is stored as its description). Returns the path."""
-        from ..persist import save_result
-
         return save_result(self, path, arviz_tree=self.to_arviz())
 
     @classmethod
     def load(cls, path) -> "EvidenceResult":
         """Read a result written by :meth:`save`; every array and number is bit-identical
         (``reference`` comes back as its description string)."""
-        from ..persist import load_result
-
         return load_result(path, cls)
 
     def to_arviz(self):

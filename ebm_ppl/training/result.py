@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from ..persist import load_result, save_result
+
 from ..sharding import to_host
 from ..weights import log_mean_exp
 
@@ -63,8 +65,6 @@ class TrainResult:
         """Write this result to a netCDF file (a ``DataTree`` with the ``training`` group of
         :meth:`to_arviz` plus every field -- params, optimizer state, walkers, weights,
         history, info -- stored exactly). Returns the path."""
-        from ..persist import save_result
-
         return save_result(self, path, arviz_tree=self.to_arviz())
 
     @classmethod
@@ -86,8 +86,6 @@ class TrainResult:
     def load(cls, path) -> "TrainResult":
         """Read a result written by :meth:`save`; arrays are bit-identical and pytrees (optax
         states included) keep their structure."""
-        from ..persist import load_result
-
         return load_result(path, cls)
 
     def to_arviz(self):
