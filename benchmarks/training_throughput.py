@@ -27,12 +27,14 @@ import optax  # noqa: E402
 
 import ebm_ppl as ep  # noqa: E402
 from ebm_ppl.training import experiments  # noqa: E402
+from ebm_ppl.training.estimators import FACTORIES  # noqa: E402
 
 METHODS = ("jarzynski", "pcd", "cd", "sm", "dsm", "ssm", "nce")
 
 
 def _options(method, n_walkers, dim, student=None):
-    kw = {"num_walkers": n_walkers}
+    """The estimator's options for ``method`` (its factory in ep.training.estimators)."""
+    kw = {"num_walkers": n_walkers} if method in ("jarzynski", "pcd", "cd") else {}
     if method == "jarzynski":
         if student is not None:
             kw["init_walkers"] = experiments.initial_walkers(student, n_walkers)
@@ -48,8 +50,11 @@ def _options(method, n_walkers, dim, student=None):
 
 
 def time_method(energy_fn, params, data, method, optimizer, iterations, step_size, **kw):
-    common = dict(key=jax.random.key(0), method=method, optimizer=optimizer,
-                  step_size=step_size, progress_bar=False, chunk_size=100, **kw)
+    if method in ("jarzynski", "pcd", "cd"):
+        kw["step_size"] = step_size
+    estimator = FACTORIES[method](**kw)
+    common = dict(key=jax.random.key(0), estimator=estimator, optimizer=optimizer,
+                  progress_bar=False, chunk_size=100)
     t0 = time.perf_counter()
     ep.train(energy_fn, params, data, num_iterations=1, **common)
     compile_s = time.perf_counter() - t0
