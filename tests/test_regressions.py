@@ -147,3 +147,24 @@ def test_result_log_z_docstring_covers_ti():
     msg = next(m for m in res.messages if m.startswith("TI:"))
     assert f"{smc:.4f}" in msg or abs(float(msg.rsplit(" ", 1)[1]) - smc) < 5e-4, (msg, smc)
     assert abs(res.log_z - smc) > 1e-6  # a different estimator
+
+
+# -- one tempering module, one MoveInfo -----------------------------------------------------------
+
+def test_tempering_all_names_exist_and_no_private_driver_module():
+    """Was: three names of ``tempering.__all__`` lived in a private module reached through a
+    module ``__getattr__`` (``from ebm_ppl.tempering import *`` failed on them)."""
+    namespace = {}
+    exec("from ebm_ppl.tempering import *", namespace)
+    assert {"parallel_tempering", "PTResult", "ParallelTempering"} <= set(namespace)
+    with pytest.raises(ImportError):
+        importlib.import_module("ebm_ppl._tempering_driver")
+
+
+def test_one_exported_move_info():
+    from ebm_ppl import evidence, kernels
+
+    assert "MoveInfo" not in kernels.__all__ and "StepInfo" in kernels.__all__
+    with pytest.warns(DeprecationWarning, match="StepInfo"):
+        old = kernels.MoveInfo
+    assert old is kernels.StepInfo and old is not evidence.MoveInfo
