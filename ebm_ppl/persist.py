@@ -150,7 +150,8 @@ def _describe(obj) -> str:
     """E.g. ``Independent(Normal) batch_shape=() event_shape=(2,)`` for a distribution."""
     if isinstance(obj, str):
         return obj
-    names, base = [], obj
+    names: list[str] = []
+    base = obj
     while base is not None and len(names) < 8:
         names.append(type(base).__name__)
         base = getattr(base, "base_dist", None)

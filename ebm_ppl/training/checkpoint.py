@@ -54,7 +54,7 @@ def save(directory, iteration: int, carry, history: dict, fingerprint: dict, ext
 
     def write_npz(tmp: Path):
         with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+            np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub types allow_pickle
 
     atomic_replace(directory / name, write_npz)
     manifest = {"format": FORMAT, "iteration": int(iteration), "file": name,

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -187,12 +187,13 @@ def nce(*, noise=None, noise_ratio: int = 1, log_z0: float | None = None,
                              ("log_z_optimizer", log_z_optimizer)), log_z0=_log_z0(log_z0))
 
 
-FACTORIES = {"jarzynski": jarzynski, "cd": cd, "pcd": pcd, "sm": score_matching,
-             "dsm": denoising_score_matching, "ssm": sliced_score_matching, "nce": nce}
+FACTORIES: dict[str, Callable[..., Estimator]] = {
+    "jarzynski": jarzynski, "cd": cd, "pcd": pcd, "sm": score_matching,
+    "dsm": denoising_score_matching, "ssm": sliced_score_matching, "nce": nce}
 
 # the old ``train`` keywords: name -> (default, {method: factory keyword})
-_WALKERS = {"jarzynski": None, "cd": None, "pcd": None}
-_OLD = {
+_WALKERS: dict[str, str | None] = {"jarzynski": None, "cd": None, "pcd": None}
+_OLD: dict[str, tuple[Any, dict[str, str | None]]] = {
     "num_walkers": (1024, _WALKERS), "step_size": (1e-2, _WALKERS),
     "num_steps": (1, _WALKERS), "init_walkers": (None, {"jarzynski": None}),
     "log_z0": (None, {"jarzynski": None, "nce": None}),

@@ -63,8 +63,8 @@ def kl_to_student(teacher, student, params, *, num_samples: int = 200_000, seed:
     tp = teacher.params
     w = np.asarray(mixture_weights(tp))
     comp = rng.random(num_samples) < w[0]
-    x = np.where(comp[:, None], np.asarray(tp["means"][0]), np.asarray(tp["means"][1]))
-    x = jnp.asarray(x + rng.normal(size=(num_samples, teacher.dim)))
+    centers = np.where(comp[:, None], np.asarray(tp["means"][0]), np.asarray(tp["means"][1]))
+    x = jnp.asarray(centers + rng.normal(size=(num_samples, teacher.dim)))
 
     @jax.jit
     def log_ratio(x):

@@ -75,7 +75,7 @@ def _programs(est: Estimator, energy_fn, optimizer, chunk_size: int, batch_size,
 
 def _fingerprint(est: Estimator, batch_size, data, key, params) -> dict:
     cfg = {"method": est.method, "batch_size": batch_size, **dict(est.options)}
-    fp = {k: v for k, v in cfg.items() if isinstance(v, (int, float, str, bool, type(None)))}
+    fp: dict[str, Any] = {k: v for k, v in cfg.items() if isinstance(v, (int, float, str, bool, type(None)))}
     fp["data_shape"] = list(data.shape)
     fp["data_sha256"] = hashlib.sha256(np.ascontiguousarray(data).tobytes()).hexdigest()
     fp["key"] = np.asarray(jax.random.key_data(key)).tolist()
