@@ -25,7 +25,7 @@ def test_docs_build_strict(tmp_path):
     assert (tmp_path / "site" / "index.html").exists()
 
 
-@pytest.mark.parametrize("command", [[], ["demo"], ["evidence"], ["figures"]])
+@pytest.mark.parametrize("command", [[], ["demo"], ["evidence"], ["compare"], ["figures"]])
 def test_cli_help(command):
     proc = _run([sys.executable, "-m", "ebm_ppl.cli", *command, "--help"])
     assert proc.returncode == 0, proc.stderr
