@@ -137,3 +137,72 @@ def test_resampling_option_is_validated():
     t = ep.targets.ill_conditioned_gaussian(2, 10.0, seed=0)
     with pytest.raises(ValueError, match="resampling"):
         ep.log_partition(t, key=jax.random.key(0), resampling="residual", progress_bar=False)
+
+
+# -- bias-aware error and the reliability verdict -----------------------------------------
+
+class _Probe:
+    def __init__(self, m, log_z, se):
+        self.state = jnp.zeros((m, 1))
+        self.log_z, self.log_z_se = log_z, se
+
+
+def test_effort_trend_extrapolates_one_over_walkers_and_counts_only_significant_bias():
+    from ebm_ppl.evidence.api import _effort_trend
+
+    # L(n) = L - c/n with L = 0, c = 100: n = 1024 gives -0.0977, m = 256 gives -0.3906
+    c = 100.0
+    out = _effort_trend(-c / 1024, 0.01, 1024, _Probe(256, -c / 256, 0.02))
+    assert out["log_z_bias"] == pytest.approx(-c / 1024, rel=1e-9)
+    assert out["log_z_bias_se"] == pytest.approx(math.hypot(0.01, 0.02) / 3, rel=1e-9)
+    assert out["_bias_counted"] == pytest.approx(
+        math.sqrt((c / 1024) ** 2 - out["log_z_bias_se"] ** 2), rel=1e-9)
+    # a difference within 2 standard errors is noise: nothing added to the error bar
+    quiet = _effort_trend(0.0, 0.05, 1024, _Probe(256, -0.1, 0.1))
+    assert quiet["_bias_counted"] == 0.0 and quiet["log_z_bias"] == pytest.approx(-0.1 / 3)
+
+
+def test_verdict_names_what_to_raise():
+    from ebm_ppl.evidence.api import _verdict
+    from ebm_ppl.evidence.schedules import Adaptive
+
+    h = dict(ess=np.array([0.7, 0.7]))
+    betas = np.array([0.0, 0.5, 1.0])
+    trend = dict(log_z_probe=-1.0, log_z_bias=-0.4, log_z_bias_se=0.1, probe_walkers=256)
+    ok = _verdict(dict(trend, log_z_bias=-0.2), h, Adaptive(0.7), betas, 1000, {}, 1000)
+    assert ok == []
+    bad = _verdict(trend, dict(ess=np.array([0.7, 0.01])), Adaptive(0.7), betas, 1000,
+                   dict(kind="auto (pilot)"), 10)
+    text = " ".join(bad)
+    assert len(bad) == 4
+    for what in ("effort trend", "num_walkers", "target_ess", "genealogy", "pilot"):
+        assert what in text
+
+
+def test_results_carry_total_error_and_verdict():
+    import numpyro.distributions as dist
+
+    t = ep.targets.ill_conditioned_gaussian(10, 100.0, seed=0)
+    ref = dist.Normal(jnp.zeros(10), 1.0).to_event(1)
+    res = ep.log_partition(t, key=jax.random.key(4), num_walkers=1024, reference=ref,
+                           progress_bar=False)
+    assert res.reliable is True and res.probe_walkers == 256
+    assert res.log_z_se <= res.total_error == res.log_z_err < 1.5 * res.log_z_se
+    assert abs(res.log_z - t.log_z) < 4 * res.total_error
+    assert "reliable         = True" in str(res)
+    assert res.to_arviz().attrs["log_z_err"] == res.log_z_err
+    off = ep.log_partition(t, key=jax.random.key(4), num_walkers=1024, reference=ref,
+                           bias_check=False, progress_bar=False)
+    assert off.log_z == res.log_z and off.log_z_err == off.log_z_se  # same main run
+    # the probe costs a quarter of the main run's gradients (the main run has n more:
+    # the reference draws' gradients)
+    assert res.num_gradient_evals <= 1.3 * off.num_gradient_evals
+
+
+def test_funnel_at_defaults_is_flagged():
+    """Neal's funnel at defaults: biased low beyond its error bar in most runs
+    (benchmarks/RESULTS.md); the verdict must say so."""
+    res = ep.log_partition(ep.targets.funnel(10), key=jax.random.key(0), num_walkers=512,
+                           progress_bar=False)
+    assert res.reliable is False
+    assert any(m.startswith("unreliable:") and "target_ess" in m for m in res.messages)

@@ -60,7 +60,7 @@ def _options(*, method=DEFAULT_METHOD, num_walkers=4096, step_size=None, schedul
              num_stages=None, target_ess=0.7, num_moves=None, num_leapfrog=5, target_accept=None,
              adapt_step_size=True, step_jitter=None, precondition=True, resample_threshold=1.0,
              num_groups=None, bar=False, max_stages=1000, progress_bar=True,
-             resampling="multinomial") -> dict:
+             resampling="multinomial", bias_check=True) -> dict:
     """Validate the run options :func:`log_partition` and :func:`log_evidence` share (defaults
     as theirs); returns them as :func:`_run`'s keywords, with ``n`` walkers in ``g`` groups."""
     check_choice("method", method, METHODS)
@@ -91,7 +91,7 @@ def _options(*, method=DEFAULT_METHOD, num_walkers=4096, step_size=None, schedul
                 adapt_step_size=adapt_step_size, step_jitter=step_jitter,
                 precondition=precondition, resample_threshold=resample_threshold, bar=bar,
                 max_stages=max_stages, progress_bar=progress_bar, resampling=resampling,
-                groups_given=num_groups is not None)
+                bias_check=bool(bias_check), groups_given=num_groups is not None)
 
 
 def _default_groups(opts, sharding):
@@ -154,6 +154,7 @@ def log_partition(potential_fn, *, key, reference=None, dim: int | None = None,
                   adapt_step_size: bool = True, step_jitter: float | None = None,
                   precondition: bool = True, resample_threshold: float = 1.0,
                   num_groups: int | None = None, resampling: str = "multinomial",
+                  bias_check: bool = True,
                   bar: bool = False, max_stages: int = 1000, num_starts: int = 256,
                   init_scale: float = 3.0, progress_bar: bool = True, devices=None,
                   mesh=None) -> EvidenceResult:
@@ -184,6 +185,11 @@ def log_partition(potential_fn, *, key, reference=None, dim: int | None = None,
             gets it back (``benchmarks/RESULTS.md``).
         resampling: "multinomial" (default: the genealogy ``log_z_se`` is exact under it) or
             "systematic" (less resampling noise; ``log_z_se`` then approximate).
+        bias_check: also anneal an independent probe of ``num_walkers / 4`` walkers (about
+            25% more gradients) and extrapolate the effort trend between the two estimates
+            (bias ~ 1 / walkers) into ``result.log_z_bias``; ``result.log_z_err`` =
+            ``sqrt(log_z_se^2 + bias^2)`` counts the bias only where the trend is significant
+            (beyond 2 standard errors). The probe also feeds ``result.reliable``.
         step_size: initial step in whitened coordinates (x / walker std); None picks one from
             the reference's gradients. It adapts toward ``target_accept`` after every move
             (one step for all walkers, jittered per walker) unless ``adapt_step_size=False``.
@@ -235,6 +241,7 @@ def log_evidence(model, *model_args, key, method: str = DEFAULT_METHOD, num_walk
                  target_accept=None, adapt_step_size: bool = True, step_jitter: float | None = None,
                  precondition: bool = True, resample_threshold: float = 1.0,
                  num_groups: int | None = None, resampling: str = "multinomial",
+                 bias_check: bool = True,
                  bar: bool = False, max_stages: int = 1000, progress_bar: bool = True,
                  devices=None, mesh=None, **model_kwargs) -> EvidenceResult:
     """log p(data) of a NumPyro model by likelihood tempering from its prior (log Z_0 = 0).
@@ -296,7 +303,8 @@ def _pilot_reference(energy, key, broad, info, n, progress_bar):
     n_pilot = max(256, n // PILOT_FRACTION // 16 * 16)
     pilot = _run(geometric_path(energy, broad), key, reference=broad,
                  reference_info=dict(kind="broad"), t0=time.perf_counter(),
-                 **_default_groups(_options(num_walkers=n_pilot, progress_bar=progress_bar),
+                 **_default_groups(_options(num_walkers=n_pilot, progress_bar=progress_bar,
+                                            bias_check=False),
                                    None))
     k = int(np.clip(n_pilot // (5 * energy.dim), 1, 4))
     seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
@@ -353,7 +361,7 @@ def _samples(path, positions):
 
 def _run(path, key, *, method, n, g, step_size, schedule, num_stages, target_ess, num_moves,
          num_leapfrog, target_accept, adapt_step_size, step_jitter, precondition,
-         resample_threshold, bar, resampling,
+         resample_threshold, bar, resampling, bias_check,
          max_stages, progress_bar, reference, reference_info, t0, sharding=None):
     key_init, key_fwd, key_rev = jax.random.split(key, 3)
     state = _initial_state(path, key_init, n, sharding)
@@ -414,8 +422,18 @@ def _run(path, key, *, method, n, g, step_size, schedule, num_stages, target_ess
         messages.append(f"TI: log_z_se excludes the quadrature error of {len(betas) - 1} "
                         f"stages; the SMC estimate on the same run is {out.log_z:.4f}")
     extra = {}
+    if bias_check and method != "ti":
+        try:
+            probe = _probe(path, jax.random.fold_in(key, 15), n, sched, step_size, opts)
+        except SamplingDivergedError as err:  # a small probe can die where the run did not
+            messages.append(f"unreliable: the bias probe of {max(n // PROBE_FRACTION, 2)} "
+                            f"walkers diverged ({err}); raise num_walkers")
+        else:
+            grads += probe.num_grads
+            extra.update(_effort_trend(log_z, log_z_se, n, probe))
     if bar:
-        extra, rev_grads = _reverse(path, out, key_rev, betas, opts)
+        rev, rev_grads = _reverse(path, out, key_rev, betas, opts)
+        extra.update(rev)
         grads += rev_grads
         gaps = {"BAR": (extra["log_z_bar"], extra["log_z_bar_se"]),
                 "the reverse pass": (extra["log_z_reverse"], extra["log_z_reverse_se"])}
@@ -427,6 +445,9 @@ def _run(path, key, *, method, n, g, step_size, schedule, num_stages, target_ess
                 f"forward log Z {log_z:.4f} disagrees with {' and '.join(bad)} beyond 3 combined "
                 "standard errors (hysteresis): the annealing is too fast for its moves, and the "
                 "forward log Z is probably biased low; raise target_ess or num_moves")
+    reasons = _verdict(extra, h, sched, betas, max_stages, reference_info, out.num_ancestors)
+    messages += [f"unreliable: {r}" for r in reasons]
+    reasons += [m for m in messages if m.startswith("unreliable: the bias probe")]
     return EvidenceResult(
         log_z=float(log_z), log_z_se=float(log_z_se), samples=_samples(path, out.state.position),
         log_weights=to_host(out.log_weights), ess=h["ess"], schedule=betas,
@@ -435,7 +456,72 @@ def _run(path, key, *, method, n, g, step_size, schedule, num_stages, target_ess
         step_size=h["step_size"], num_dead=int(dead.sum()), num_dead_per_stage=dead,
         reference=reference, reference_info=reference_info,
         wall_time=time.perf_counter() - t0, messages=tuple(messages),
-        walkers=out.state.position, **extra)
+        walkers=out.state.position, reliable=not reasons,
+        log_z_err=float(np.hypot(log_z_se, extra.pop("_bias_counted", 0.0))), **extra)
+
+
+PROBE_FRACTION = 4  # the bias probe anneals num_walkers / 4 walkers
+
+
+def _probe(path, key, n, sched, step_size, opts):
+    """An independent run at lower effort (``n / PROBE_FRACTION`` walkers, one pool, same
+    schedule rule, moves and initial step) for the effort trend of :func:`_effort_trend`."""
+    m = max(n // PROBE_FRACTION, 2)
+    k_init, k_run = jax.random.split(key)
+    state = _initial_state(path, k_init, m)
+    return anneal(k_run, state, schedule=sched, step_size=step_size, desc="bias probe",
+                  **dict(opts, num_groups=1, record_increments=False))
+
+
+def _effort_trend(log_z, se, n, probe):
+    """Bias of ``log_z`` from the effort trend between n walkers and the probe's m.
+
+    An SMC estimate of log Z is biased low, with a bias that falls as 1 / walkers once the
+    walkers are many (delta method: ``-Var(Z_hat) / (2 Z^2)``), so ``L(n) = L - c / n`` and
+    the two runs give ``bias(n) = -(L_n - L_m) m / (n - m)``, with standard error
+    ``m / (n - m) * hypot(se_n, se_m)``. The total error counts ``bias^2 - sd^2`` (the
+    squared bias less its noise) only when the trend is beyond 2 standard errors, so that an
+    unbiased run's error bar is not inflated by the probe's noise."""
+    m = int(jax.tree.leaves(probe.state)[0].shape[0])
+    r = m / (n - m)
+    d = log_z - probe.log_z
+    sd_d = float(np.hypot(se, probe.log_z_se))
+    bias, sd_bias = -r * d, r * sd_d
+    counted = math.sqrt(max(bias * bias - sd_bias * sd_bias, 0.0)) if abs(d) > 2 * sd_d else 0.0
+    return dict(log_z_bias=float(bias), log_z_bias_se=float(sd_bias),
+                log_z_probe=float(probe.log_z), log_z_probe_se=float(probe.log_z_se),
+                probe_walkers=m, _bias_counted=counted)
+
+
+def _verdict(extra, h, sched, betas, max_stages, reference_info, num_ancestors):
+    """Reasons not to trust the error bar (empty: reliable), each saying what to raise."""
+    reasons = []
+    if "log_z_probe" in extra:
+        d = extra.get("log_z_bias", 0.0) / max(extra["log_z_bias_se"], 1e-300)
+        if abs(d) > 3.0:
+            reasons.append(
+                f"the effort trend is significant: an independent run with "
+                f"{extra['probe_walkers']} walkers gives {extra['log_z_probe']:.4f} "
+                f"({abs(d):.1f} standard errors of the difference away), so log Z still moves "
+                "with effort; raise num_walkers, target_ess or num_moves until it stops")
+    if len(h["ess"]) and np.min(h["ess"]) < 0.05:
+        reasons.append("the weights degenerated at some stage (ESS < 0.05); raise target_ess "
+                       "or num_walkers")
+    if num_ancestors < 50:
+        reasons.append(f"the genealogy collapsed (only {num_ancestors} initial walkers have "
+                       "descendants), so log_z_se cannot be estimated; raise num_walkers")
+    if extra.get("bar_consistent") is False:
+        reasons.append("the forward and reverse passes disagree (hysteresis); raise target_ess "
+                       "or num_moves")
+    if stage_cap_message(sched, betas, max_stages) is not None:
+        reasons.append("the schedule hit max_stages; raise max_stages")
+    if reference_info.get("kind") == "auto (pilot)":
+        reasons.append(
+            "the target has no Laplace mode (a funnel's neck, an energy unbounded below): the "
+            "reference was fitted to a pilot run, and mass that no walker reached biases log Z "
+            "low beyond log_z_err (calibration: coverage far below nominal on Neal's funnel); "
+            "compare runs with higher target_ess and num_moves, or give a reference")
+    return reasons
 
 
 def _reverse(path, out, key, betas, opts):

@@ -84,6 +84,18 @@ class EvidenceResult:
     wall_time: float = 0.0
     messages: tuple = ()
     walkers: Any = None
+    log_z_err: float | None = None
+    log_z_bias: float | None = None
+    log_z_bias_se: float | None = None
+    log_z_probe: float | None = None
+    log_z_probe_se: float | None = None
+    probe_walkers: int = 0
+    reliable: bool | None = None
+
+    @property
+    def total_error(self) -> float:
+        """``log_z_err`` when a bias check ran, else ``log_z_se``."""
+        return float(self.log_z_se if self.log_z_err is None else self.log_z_err)
     data_fingerprint: str | None = None  # of the observed data (log_evidence; see .fingerprint)
 
     @property
@@ -104,8 +116,13 @@ class EvidenceResult:
         lines = [
             f"EvidenceResult(method={self.method!r}, walkers={self.num_walkers}, "
             f"groups={len(self.group_log_z)})",
-            f"  log Z            = {self.log_z:.5f} +- {self.log_z_se:.5f}",
+            f"  log Z            = {self.log_z:.5f} +- {self.total_error:.5f}"
+            + ("" if self.log_z_bias is None else
+               f"   (se {self.log_z_se:.5f}, bias {self.log_z_bias:+.5f} +- "
+               f"{self.log_z_bias_se:.5f} from {self.probe_walkers} walkers)"),
         ]
+        if self.reliable is not None:
+            lines.append(f"  reliable         = {self.reliable}")
         if self.log_z_bar is not None:
             lines.append(f"  log Z (BAR)      = {self.log_z_bar:.5f} +- {self.log_z_bar_se:.5f}")
             lines.append(f"  log Z (reverse)  = {self.log_z_reverse:.5f} +- "
@@ -160,11 +177,16 @@ class EvidenceResult:
             post = {k: np.asarray(v)[None] for k, v in samples.items()}
         else:
             post = {"x": np.asarray(samples)[None]}
-        attrs = dict(log_z=self.log_z, log_z_se=self.log_z_se, method=self.method,
+        attrs = dict(log_z=self.log_z, log_z_se=self.log_z_se, log_z_err=self.total_error,
+                     method=self.method,
                      num_gradient_evals=int(self.num_gradient_evals),
                      num_stages=int(self.num_stages))
         if self.log_z_bar is not None:
             attrs.update(log_z_bar=self.log_z_bar, log_z_bar_se=self.log_z_bar_se)
+        if self.log_z_bias is not None:
+            attrs.update(log_z_bias=self.log_z_bias, log_z_bias_se=self.log_z_bias_se)
+        if self.reliable is not None:
+            attrs.update(reliable=int(self.reliable))
         dt = az.from_dict(
             {"posterior": post,
              "sample_stats": {"log_weight": np.asarray(self.log_weights)[None],
