@@ -44,4 +44,6 @@ def test_selected_step_within_factor_two_of_the_fine_grid_optimum():
         sel = ep.diagnostics.select_step_size(EX41, X0, np.geomspace(2.5e-4, 1.6e-2, 5),
                                               num_gradients=budget, key=jax.random.key(seed),
                                               num_repeats=repeats)
+        print(f"seed {seed}: selected h = {sel.best:.4g}, fine-grid optimum {optimum:.4g}, "
+              f"ratio {sel.best / optimum:.2f}")
         assert 0.5 <= sel.best / optimum <= 2.0, (sel.best, optimum, sel.ksd, fine.ksd)

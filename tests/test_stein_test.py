@@ -66,7 +66,7 @@ def test_exact_draws_are_not_rejected_and_the_bootstrap_is_the_wild_one():
     x = np.asarray(EX41.sample(jax.random.key(3), 2000)).reshape(4, 500, 2)
     res = stein_test(x, EX41, key=jax.random.key(0))
     assert res.p_value > 0.05 and not res.reject
-    assert res.flip_prob == pytest.approx(1 / (4 * res.tau))
+    assert res.flip_prob == pytest.approx(1 / (8 * res.tau))
     assert "no evidence against the target" in res.reading
     # the same draws against a target with the wrong stiff variance: rejected
     wrong = ep.targets.gaussian(EX41.mean, EX41.cov * np.array([[1.0, 1.0], [1.0, 1.3]]))
@@ -86,14 +86,18 @@ def test_calibration_on_200_seeds(kind):
         xs = np.asarray(run(jax.random.split(jax.random.key(0), seeds)))
     rate = np.mean([stein_test(x, GAUSS5, key=jax.random.key(1000 + s)).reject
                     for s, x in enumerate(xs)])
+    print(f"{kind}: rejection rate at 0.05 over {seeds} seeds: {rate:.3f}")
     assert 0.02 <= rate <= 0.09, rate
 
 
 @pytest.mark.slow
 def test_ula_power_on_200_seeds():
     tests, rhats = _ula_ex41(200)
-    assert np.mean([t.reject for t in tests]) >= 0.95
-    assert np.mean(np.asarray(rhats) < 1.01) >= 0.95, max(rhats)
+    reject, fine = np.mean([t.reject for t in tests]), np.mean(np.asarray(rhats) < 1.01)
+    print(f"ULA h=0.015: rejected in {reject:.3f} of 200 seeds; R-hat < 1.01 in {fine:.3f} "
+          f"(max {max(rhats):.4f})")
+    assert reject >= 0.95
+    assert fine >= 0.95, max(rhats)
 
 
 def logistic_regression(x, y=None):
@@ -121,6 +125,7 @@ def test_logistic_regression_ula_rejected_mala_not():
                     chain_method="vectorized", progress_bar=False)
         mcmc.run(jax.random.key(1), x, y)
         tables[name] = ep.diagnostics.summary(mcmc, stein={"key": jax.random.key(2)})
+        print(name, tables[name].attrs["stein_test"], "max R-hat", tables[name]["r_hat"].max())
     for name, table in tables.items():
         assert {"r_hat", "ess_bulk", "ksd", "ksd_p"} <= set(table.columns)
         assert table["r_hat"].max() < 1.05, (name, table["r_hat"].max())

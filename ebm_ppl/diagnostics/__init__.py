@@ -7,7 +7,7 @@ from .divergences import (divergences_by_quadrature, fisher_divergence, kl_diver
                           log_density, remark31_mixtures)
 from .modes import mode_masses
 from .stein import SteinDiscrepancy, make_preconditioner, stein_discrepancy
-from .stein_test import SteinTest, stein_test
+from .stein_gof import SteinTest, stein_test
 from .stein_thinning import stein_thin
 from .step_size import StepSizeSelection, select_step_size
 from .summary import (convergence, is_weighted, summary, to_datatree, weighted_datatree,

@@ -152,7 +152,7 @@ def sampler_bias_report(target, *, key, ula_step_sizes=(5e-3, 1e-2, 1.5e-2), mal
         x, acc = _run(kernel, k, init, num_warmup, num_samples, num_chains)
         draws[label] = x
         if stein_max_draws:
-            from .stein_test import stein_test
+            from .stein_gof import stein_test
 
             every = max(1, -(-x.shape[0] * x.shape[1] // int(stein_max_draws)))
             stein[label] = stein_test(x[:, every - 1::every], target,

@@ -103,14 +103,14 @@ def summary(obj, *, var_names=None, log_weights=None, kind: str = "all", warn: b
     (columns ``ksd``, ``ksd_p``; the result and its one-line reading in
     ``table.attrs["stein_test"]``): True for an MCMC, a potential U, or a dict of
     :func:`~ebm_ppl.diagnostics.stein_test` arguments. R-hat sees mixing, not bias; this test
-    sees bias (see :func:`~ebm_ppl.diagnostics.stein_test.with_stein_columns`)."""
+    sees bias (see :func:`~ebm_ppl.diagnostics.stein_gof.with_stein_columns`)."""
     import arviz as az
 
     if log_weights is not None:
         return weighted_summary(obj, log_weights, warn=warn)
     if is_weighted(obj):
         return weighted_summary(obj.samples, obj.log_weights, warn=warn)
-    from .stein_test import with_stein_columns
+    from .stein_gof import with_stein_columns
 
     return with_stein_columns(az.summary(to_datatree(obj), var_names=var_names, kind=kind),
                               obj, stein)
