@@ -10,7 +10,9 @@ regenerates them, and says so in its commit:
     EBM_PPL_WRITE_GOLDEN=1 python -m pytest tests/test_golden_values.py
 
 The file ``tests/golden_values.json`` was written on the code of main at 95a8fe7 (before the
-issue-13 refactor), on CPU with 4 fake host devices (``conftest.py``) and jax_enable_x64.
+issue-13 refactor), on CPU with 4 fake host devices (``conftest.py``) and jax_enable_x64; its
+four annealing evidence entries were regenerated at 328de93, when pooled multinomial
+resampling became the default (by design); the spin and training entries are the originals.
 """
 
 from __future__ import annotations
