@@ -24,7 +24,7 @@ def plot_step_size_selection(selection, *, reference=None, title=None):
             label="step grid")
     best = int(np.argmin(np.where(ok, selection.ksd, np.inf)))
     ax.plot([selection.best], [selection.ksd[best]], "*", ms=16, color="tab:red",
-            label=f"selected h = {selection.best:.3g}")
+            label=f"selected h = {selection.best:.3g} (refined)")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set(xlabel="step size h", ylabel="KSD of the draws",
