@@ -9,7 +9,8 @@ from .energy import Energy, ModelEnergy, as_energy, energy_from_fn, energy_from_
 from .errors import SamplingDivergedError
 from .evidence import (BridgeResult, EvidenceResult, bridge_sampling, compare_evidence,
                        log_evidence, log_partition)
-from .mcmc import MALA, RWMH, ULA, Jarzynski, PureKernelSampler, SamplerState
+from .mcmc import (MALA, RWMH, ULA, Jarzynski, LangevinSamplerState, NonFiniteDrawWarning,
+                   PureKernelSampler, SamplerState, StateFieldError)
 from .tempering import ParallelTempering, parallel_tempering
 from .training import (EnergyFamily, TrainResult, gaussian_mixture_energy, mlp_energy,
                        train)
@@ -18,7 +19,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Energy", "ModelEnergy", "as_energy", "energy_from_fn", "energy_from_model",
-    "SamplingDivergedError", "MALA", "RWMH", "ULA", "PureKernelSampler", "SamplerState",
+    "SamplingDivergedError", "MALA", "RWMH", "ULA", "PureKernelSampler", "SamplerState", "LangevinSamplerState",
+    "NonFiniteDrawWarning", "StateFieldError",
     "EvidenceResult", "log_evidence", "log_partition", "Jarzynski",
     "training", "train", "TrainResult", "EnergyFamily", "gaussian_mixture_energy", "mlp_energy",
     "kernels", "targets", "diagnostics", "plots", "weights", "spins", "tempering",

@@ -273,6 +273,9 @@ BAD = [
 NOT_ENTRY_POINTS = {
     "SamplingDivergedError": "an exception class",
     "SamplerState": "a NamedTuple the kernels build (collected with extra_fields)",
+    "LangevinSamplerState": "SamplerState with MALA's energy (built by the kernel)",
+    "NonFiniteDrawWarning": "a warning class",
+    "StateFieldError": "an exception class",
     "EnergyFamily": "a NamedTuple returned by the family factories",
     "__version__": "a string",
     "kernels": "pure jittable (init, step) functions: their callers validate before tracing",

@@ -5,9 +5,15 @@ runs, and Kish ESS, Pareto k-hat and self-normalized MCSE for weighted results.
 ``numpyro.infer.MCMC`` (via ``az.from_numpyro``), a dict of ``(chain, draw, ...)`` arrays, or a
 weighted result (any object with ``samples`` and ``log_weights``, e.g. an ``EvidenceResult``;
 its own ``to_arviz()`` is used when present).
+
+Weighted results follow one rule in ArviZ form (:func:`weighted_datatree`): ``posterior`` is an
+equal-weight resample (so ArviZ's own functions are right on it) and the weighted draws live
+in their own group, which :func:`summary` reads, for a result, its tree or its netCDF file.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
@@ -45,21 +51,78 @@ def to_datatree(obj, *, var_name: str = "x"):
     return az.from_dict({"posterior": data})
 
 
-def weighted_datatree(samples, log_weights, *, var_name: str = "x"):
-    """Weighted draws as a DataTree: one chain in ``posterior``, ``sample_stats.log_weight``.
+#: The seed of the equal-weight resample in :func:`weighted_datatree` (results are reproducible).
+RESAMPLE_SEED = 0
+#: The group holding the weighted draws and their weights in every weighted result's tree.
+WEIGHTED_GROUP = "weighted_posterior"
+_WEIGHT_VARS = ("log_weight", "weight")
 
-    ArviZ's own statistics ignore the weights; use :func:`summary` (or
-    :func:`~ebm_ppl.diagnostics.resample`) for weighted statistics.
+
+def weighted_datatree(samples, log_weights, *, var_name: str = "x", log_likelihood=None,
+                      seed: int = RESAMPLE_SEED):
+    """Weighted draws as an ArviZ DataTree that no unweighted summary can misread.
+
+    The rule, for every result that carries importance weights (evidence and ``log_Z``
+    results, Jarzynski walkers, training walkers):
+
+    * ``posterior``: an **equal-weight resample** of the draws, of size round(Kish ESS)
+      (systematic resampling with seed ``seed``, then shuffled), so that ``az.summary``,
+      ``az.ess``, ``az.plot_*`` and ``az.loo`` on it are right: means agree with the weighted
+      means within their standard error, and the ESS ArviZ reports is about the Kish ESS;
+    * ``weighted_posterior``: every draw with its ``log_weight`` and normalized ``weight``
+      (``ep.diagnostics.summary`` of the tree, or of a netCDF file of it, reads this group and
+      gives the exact weighted numbers, the same as of the result itself);
+    * ``log_likelihood`` (when ``log_likelihood`` is given: a dict of per-draw pointwise
+      log-likelihood arrays of shape (n, ...)): at the resampled draws, for ``az.loo``;
+    * ``sample_stats``: ``log_weight`` and ``weight`` of all draws (their former place, kept
+      for one release; read them from ``weighted_posterior``).
+
+    The root attributes record ``kish_ess``, ``resampled_from`` (n), ``resample_seed`` and
+    ``weighting_rule``.
     """
     import arviz as az
+    import jax
+
+    from .weights import systematic_indices
 
     data = dict(samples) if isinstance(samples, dict) else {var_name: samples}
-    data = {k: np.asarray(v)[None] for k, v in data.items()}
-    n = next(iter(data.values())).shape[1]
+    data = {k: np.asarray(v) for k, v in data.items()}
+    sizes = {v.shape[0] if v.ndim else 0 for v in data.values()}
+    if len(sizes) != 1:
+        raise ValueError(f"samples must share one leading dimension, got sizes {sorted(sizes)}")
+    n = sizes.pop()
     lw = check_log_weights(log_weights, n)
-    dt = az.from_dict({"posterior": data, "sample_stats": {"log_weight": lw[None]}})
-    dt.attrs["kish_ess"] = kish_ess(lw)
+    ess = kish_ess(lw)
+    w = np.exp(lw - np.max(lw))
+    w = w / w.sum()
+    m = max(1, int(round(ess)))
+    idx = np.random.default_rng(seed).permutation(
+        systematic_indices(jax.random.key(seed), lw, m))
+    groups = {
+        "posterior": {k: v[idx][None] for k, v in data.items()},
+        WEIGHTED_GROUP: {**{k: v[None] for k, v in data.items()},
+                         "log_weight": lw[None], "weight": w[None]},
+        "sample_stats": {"log_weight": lw[None], "weight": w[None]},
+    }
+    if log_likelihood:
+        groups["log_likelihood"] = {k: np.asarray(v)[idx][None] for k, v in log_likelihood.items()}
+    dt = az.from_dict(groups)
+    dt.attrs.update(
+        kish_ess=ess, resampled_from=int(n), resample_seed=int(seed),
+        weighting_rule=("posterior: equal-weight systematic resample of size round(Kish ESS); "
+                        f"{WEIGHTED_GROUP}: all draws with log_weight and weight"))
     return dt
+
+
+def _weighted_from_tree(dt):
+    """(samples dict, log_weights) of a tree's weighted group, or None."""
+    if WEIGHTED_GROUP not in dt.children:
+        return None
+    ds = dt[WEIGHTED_GROUP].to_dataset()
+    lw = np.asarray(ds["log_weight"].values).reshape(-1)
+    samples = {k: np.asarray(v.values).reshape((-1,) + v.shape[2:])
+               for k, v in ds.data_vars.items() if k not in _WEIGHT_VARS}
+    return samples, lw
 
 
 def _flat_columns(samples, var_name):
@@ -103,17 +166,43 @@ def summary(obj, *, var_names=None, log_weights=None, kind: str = "all", warn: b
     (columns ``ksd``, ``ksd_p``; the result and its one-line reading in
     ``table.attrs["stein_test"]``): True for an MCMC, a potential U, or a dict of
     :func:`~ebm_ppl.diagnostics.stein_test` arguments. R-hat sees mixing, not bias; this test
-    sees bias (see :func:`~ebm_ppl.diagnostics.stein_gof.with_stein_columns`)."""
+    sees bias (see :func:`~ebm_ppl.diagnostics.stein_gof.with_stein_columns`).
+
+    Weighted results are recognized in every form they come in: the result itself, its
+    ``to_arviz()`` tree (the ``weighted_posterior`` group) or a netCDF file of that tree (a
+    path); the three forms of one result give the same weighted numbers."""
     import arviz as az
 
     if log_weights is not None:
         return weighted_summary(obj, log_weights, warn=warn)
     if is_weighted(obj):
-        return weighted_summary(obj.samples, obj.log_weights, warn=warn)
+        return _select(weighted_summary(obj.samples, obj.log_weights, warn=warn), var_names)
+    if isinstance(obj, str | os.PathLike):
+        obj = _open_tree(obj)
+    dt = to_datatree(obj)
+    weighted = _weighted_from_tree(dt)
+    if weighted is not None:
+        return _select(weighted_summary(*weighted, warn=warn), var_names)
     from .stein_gof import with_stein_columns
 
-    return with_stein_columns(az.summary(to_datatree(obj), var_names=var_names, kind=kind),
-                              obj, stein)
+    return with_stein_columns(az.summary(dt, var_names=var_names, kind=kind), obj, stein)
+
+
+def _select(table, var_names):
+    if var_names is None:
+        return table
+    names = [var_names] if isinstance(var_names, str) else list(var_names)
+    keep = [row for row in table.index if row.split("[")[0] in names]
+    return table.loc[keep]
+
+
+def _open_tree(path):
+    import xarray as xr
+
+    if not os.path.isfile(path):
+        raise ValueError(f"path {str(path)!r} is not a file")
+    with xr.open_datatree(path, engine="h5netcdf") as tree:
+        return tree.load()
 
 
 def convergence(obj, *, var_names=None) -> dict:

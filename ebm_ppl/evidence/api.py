@@ -29,7 +29,7 @@ from .fingerprint import observed_fingerprint
 from .paths import LinearPath, geometric_path, tempering_path
 from .reference import auto_reference, pilot_reference
 from .resampling import RESAMPLING_SCHEMES, ess_fraction, log_mean_exp, systematic_resample
-from .result import EvidenceResult
+from .result import EvidenceResult, with_log_likelihood
 from .schedules import as_schedule, power, stage_cap_message
 
 __all__ = ["log_partition", "log_evidence", "METHODS", "DEFAULT_METHOD"]
@@ -262,8 +262,9 @@ def log_evidence(model, *model_args, key, method: str = DEFAULT_METHOD, num_walk
     energy = energy_from_model(model, *model_args, key=key_model, **model_kwargs)
     result = _run(tempering_path(energy), key_run, reference="prior",
                   reference_info=dict(kind="prior"), t0=t0, sharding=sharding, **opts)
-    return dataclasses.replace(  # so that comparisons can refuse evidences of other data
+    result = dataclasses.replace(  # so that comparisons can refuse evidences of other data
         result, data_fingerprint=observed_fingerprint(model, *model_args, **model_kwargs))
+    return with_log_likelihood(result, model, model_args, model_kwargs)  # for az.loo
 
 
 _SPIN_OPTIONS = ("num_walkers", "schedule", "num_stages", "target_ess", "num_moves",

@@ -11,7 +11,7 @@ from ..persist import load_result, save_result
 
 from ..weights import ess_fraction, normalize_log_weights
 
-__all__ = ["EvidenceResult", "group_standard_error"]
+__all__ = ["EvidenceResult", "group_standard_error", "with_log_likelihood"]
 
 
 def group_standard_error(group_log_z) -> tuple[float, float]:
@@ -57,6 +57,8 @@ class EvidenceResult:
             (weight zero, removed at the next resampling), in total and per stage.
         data_fingerprint: a hash of the model's observed data (:func:`log_evidence` only), so
             that :func:`ebm_ppl.compare_evidence` refuses evidences of different data.
+        log_likelihood: for :func:`~ebm_ppl.log_evidence`, the pointwise log-likelihood of
+            each observed site at the walkers (dict of ``(num_walkers, ...)`` arrays).
     """
 
     log_z: float
@@ -97,6 +99,7 @@ class EvidenceResult:
         """``log_z_err`` when a bias check ran, else ``log_z_se``."""
         return float(self.log_z_se if self.log_z_err is None else self.log_z_err)
     data_fingerprint: str | None = None  # of the observed data (log_evidence; see .fingerprint)
+    log_likelihood: Any = None
 
     @property
     def num_stages(self) -> int:
@@ -166,17 +169,15 @@ class EvidenceResult:
         return load_result(path, cls)
 
     def to_arviz(self):
-        """An ArviZ DataTree: ``posterior`` holds the final walkers (chain 0, one draw per
-        walker), ``sample_stats`` their ``log_weight`` and normalized ``weight``; the annealing
-        history and log Z go in the attributes (ArviZ has no weighted-sample support, so
-        weighted summaries must use ``sample_stats.weight``)."""
-        import arviz as az
+        """An ArviZ DataTree by the library's rule for weighted results
+        (:func:`ebm_ppl.diagnostics.weighted_datatree`): ``posterior`` is an equal-weight
+        resample of the walkers of size round(Kish ESS), so ``az.summary`` / ``az.loo`` on it
+        are right; ``weighted_posterior`` holds every walker with its ``log_weight`` and
+        ``weight`` (``ep.diagnostics.summary`` of the tree reads it); ``log_likelihood``
+        (results of :func:`~ebm_ppl.log_evidence`) the pointwise log-likelihood at the
+        resampled draws. log Z, the schedule and the stage ESS go in the attributes."""
+        from ..diagnostics.summary import weighted_datatree
 
-        samples = self.samples
-        if isinstance(samples, dict):
-            post = {k: np.asarray(v)[None] for k, v in samples.items()}
-        else:
-            post = {"x": np.asarray(samples)[None]}
         attrs = dict(log_z=self.log_z, log_z_se=self.log_z_se, log_z_err=self.total_error,
                      method=self.method,
                      num_gradient_evals=int(self.num_gradient_evals),
@@ -187,11 +188,25 @@ class EvidenceResult:
             attrs.update(log_z_bias=self.log_z_bias, log_z_bias_se=self.log_z_bias_se)
         if self.reliable is not None:
             attrs.update(reliable=int(self.reliable))
-        dt = az.from_dict(
-            {"posterior": post,
-             "sample_stats": {"log_weight": np.asarray(self.log_weights)[None],
-                              "weight": self.weights[None]}})
+        dt = weighted_datatree(self.samples, self.log_weights, log_likelihood=self.log_likelihood)
         dt.attrs.update(attrs)
         dt["sample_stats"].attrs.update(
             schedule=np.asarray(self.schedule), stage_ess=np.asarray(self.ess))
         return dt
+
+
+def with_log_likelihood(result: EvidenceResult, model, model_args=(), model_kwargs=None):
+    """``result`` with the pointwise log-likelihood of ``model``'s observed sites at its
+    (constrained) walkers, for ``to_arviz()``'s ``log_likelihood`` group (``az.loo``)."""
+    import dataclasses
+
+    from numpyro.infer import log_likelihood
+
+    if not isinstance(result.samples, dict):
+        return result
+    try:
+        values = log_likelihood(model, result.samples, *model_args, batch_ndims=1,
+                                **(model_kwargs or {}))
+    except Exception:  # noqa: BLE001 - a model the vectorized replay cannot handle: no group
+        return result
+    return dataclasses.replace(result, log_likelihood={k: np.asarray(v) for k, v in values.items()})

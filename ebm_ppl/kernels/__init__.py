@@ -16,12 +16,13 @@ from .langevin import (
     ula_step,
 )
 from .jarzynski import JarzynskiInfo, JarzynskiState, jarzynski_init, jarzynski_step
+from .metric import Metric, make_metric
 from .rwmh import RWState, rwmh_init, rwmh_step
 
 __all__ = [
     "MAX_DELTA_ENERGY", "LangevinState", "StepInfo", "langevin_init", "langevin_log_ratio", "mala_step",
     "ula_move", "ula_step", "RWState", "rwmh_init", "rwmh_step",
-    "JarzynskiState", "JarzynskiInfo", "jarzynski_init", "jarzynski_step",
+    "JarzynskiState", "JarzynskiInfo", "jarzynski_init", "jarzynski_step", "Metric", "make_metric",
 ]
 
 

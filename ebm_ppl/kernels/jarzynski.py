@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from .langevin import MAX_DELTA_ENERGY, LangevinState, langevin_log_ratio, ula_move
+from .metric import Metric
 
 Array = jax.Array
 
@@ -48,15 +49,17 @@ def jarzynski_init(position: Array, potential_fn: Callable[[Array], Array],
 
 
 def jarzynski_step(key: Array, state: JarzynskiState, next_potential_fn: Callable[[Array], Array],
-                   step_size) -> tuple[JarzynskiState, JarzynskiInfo]:
+                   step_size, metric: Metric | None = None) -> tuple[JarzynskiState, JarzynskiInfo]:
     """Move by ULA under the cached U_k, then update A with eq. 102-103 using U_{k+1}.
 
     Pass the same function as ``next_potential_fn`` at every step for a fixed energy: the
-    weights then correct ULA's bias at that energy (seed Example 4.1).
+    weights then correct ULA's bias at that energy (seed Example 4.1). A fixed ``metric``
+    preconditions the move and enters both proposal densities of the increment, so the
+    weights stay exact.
     """
     old = LangevinState(state.position, state.potential_energy, state.grad)
-    new = ula_move(key, old, next_potential_fn, step_size)
-    increment = langevin_log_ratio(old, new, step_size)
+    new = ula_move(key, old, next_potential_fn, step_size, metric)
+    increment = langevin_log_ratio(old, new, step_size, metric)
     divergent = (~jnp.isfinite(new.potential_energy) | ~jnp.all(jnp.isfinite(new.grad))
                  | (increment < -MAX_DELTA_ENERGY))
     increment = jnp.where(divergent, -jnp.inf, increment)  # a dead walker: weight zero

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from .langevin import StepInfo
+from .metric import Metric, scale_noise
 
 Array = jax.Array
 
@@ -26,11 +27,12 @@ def rwmh_init(position: Array, potential_fn: Callable[[Array], Array]) -> RWStat
 
 
 def rwmh_step(key: Array, state: RWState, potential_fn: Callable[[Array], Array],
-              step_size) -> tuple[RWState, StepInfo]:
-    """One random-walk MH step with proposal scale ``step_size``."""
+              step_size, metric: Metric | None = None) -> tuple[RWState, StepInfo]:
+    """One random-walk MH step with proposal scale ``step_size``: ``x' = x + s xi``, or
+    ``x' = x + s M^-1/2 xi`` with a ``metric`` (still symmetric, so the ratio is unchanged)."""
     key_move, key_accept = jax.random.split(key)
     x = state.position
-    proposal_x = x + step_size * jax.random.normal(key_move, x.shape, x.dtype)
+    proposal_x = x + step_size * scale_noise(metric, jax.random.normal(key_move, x.shape, x.dtype))
     proposal_u = potential_fn(proposal_x)
     log_ratio = state.potential_energy - proposal_u
     log_ratio = jnp.where(jnp.isfinite(log_ratio), log_ratio, -jnp.inf)

@@ -89,7 +89,12 @@ class TrainResult:
         return load_result(path, cls)
 
     def to_arviz(self):
-        """The history as an ``xarray.DataTree`` (group ``training``, dimension ``iteration``)."""
+        """The history as an ``xarray.DataTree`` (group ``training``, dimension ``iteration``).
+
+        With weighted walkers (``jarzynski``), their groups follow the library's rule for
+        weighted results (:func:`ebm_ppl.diagnostics.weighted_datatree`): ``posterior`` is an
+        equal-weight resample of the walkers (size round(Kish ESS)) and ``weighted_posterior``
+        holds every walker with its ``log_weight`` and ``weight``."""
         import xarray as xr
 
         data = {k: ("iteration", np.asarray(v)) for k, v in self.history.items()
@@ -98,4 +103,17 @@ class TrainResult:
                         attrs={"method": self.method,
                                **{k: v for k, v in self.info.items()
                                   if isinstance(v, (int, float, str, bool))}})
-        return xr.DataTree.from_dict({"training": ds})
+        groups = {"training": ds}
+        lw = None if self.log_weights is None else np.asarray(self.log_weights, float)
+        if (self.walkers is not None and lw is not None and lw.ndim == 1
+                and np.any(np.isfinite(lw)) and not np.any(np.isnan(lw) | (lw == np.inf))):
+            from ..diagnostics.summary import WEIGHTED_GROUP, weighted_datatree
+
+            walkers = np.asarray(self.walkers)
+            weighted = weighted_datatree(walkers.reshape(walkers.shape[0], -1), lw)
+            for name in ("posterior", WEIGHTED_GROUP):
+                groups[name] = weighted[name].to_dataset()
+        tree = xr.DataTree.from_dict(groups)
+        if len(groups) > 1:
+            tree.attrs.update(weighted.attrs)
+        return tree
