@@ -19,8 +19,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Energy", "ModelEnergy", "as_energy", "energy_from_fn", "energy_from_model",
-    "SamplingDivergedError", "MALA", "RWMH", "ULA", "PureKernelSampler", "SamplerState", "LangevinSamplerState",
-    "NonFiniteDrawWarning", "StateFieldError",
+    "SamplingDivergedError", "MALA", "RWMH", "ULA", "PureKernelSampler", "SamplerState",
+    "LangevinSamplerState", "NonFiniteDrawWarning", "StateFieldError",
     "EvidenceResult", "log_evidence", "log_partition", "Jarzynski",
     "training", "train", "TrainResult", "EnergyFamily", "gaussian_mixture_energy", "mlp_energy",
     "kernels", "targets", "diagnostics", "plots", "weights", "spins", "tempering",

@@ -90,3 +90,24 @@ def test_weighted_datatree_rule_on_known_weights():
     # unweighted trees are unchanged: ArviZ's summary
     plain = az.from_dict({"posterior": {"x": x.reshape(4, 1000, 2)}})
     assert "r_hat" in dg.summary(plain).columns
+
+
+def test_jarzynski_mcmc_summaries_use_its_weights():
+    from numpyro.infer import MCMC
+
+    t = ep.targets.anisotropic_gaussian_2d()
+    n = 64
+    mcmc = MCMC(ep.Jarzynski(potential_fn=t, step_size=0.005), num_warmup=0, num_samples=20,
+                num_chains=n, chain_method="vectorized", progress_bar=False)
+    mcmc.run(jax.random.key(7), init_params=t.sample(jax.random.key(8), n),
+             extra_fields=("log_weight",))
+    lw = np.asarray(mcmc.get_extra_fields()["log_weight"])
+    x = np.asarray(mcmc.get_samples())
+    want = dg.weighted_summary(x, lw, warn=False)
+    got = dg.summary(mcmc, warn=False)
+    np.testing.assert_allclose(got[["mean", "sd", "ess_kish"]].values,
+                               want[["mean", "sd", "ess_kish"]].values, rtol=1e-12)
+    assert "weighted_posterior" in dg.to_datatree(mcmc).children
+    mcmc.run(jax.random.key(7), init_params=t.sample(jax.random.key(8), n))  # no log_weight
+    with pytest.warns(UserWarning, match="extra_fields=\\('log_weight',\\)"):
+        dg.summary(mcmc)

@@ -35,6 +35,9 @@ def to_datatree(obj, *, var_name: str = "x"):
     if hasattr(obj, "to_arviz"):
         return obj.to_arviz()
     if hasattr(obj, "get_samples") and hasattr(obj, "sampler"):  # numpyro.infer.MCMC
+        weighted = _jarzynski_draws(obj)
+        if weighted is not None:
+            return weighted_datatree(*weighted, var_name=var_name)
         return az.from_numpyro(obj)
     if is_weighted(obj):
         return weighted_datatree(obj.samples, obj.log_weights, var_name=var_name)
@@ -49,6 +52,26 @@ def to_datatree(obj, *, var_name: str = "x"):
         if v.ndim < 2:
             raise ValueError(f"{k!r} must have shape (chain, draw, ...), got {v.shape}")
     return az.from_dict({"posterior": data})
+
+
+def _jarzynski_draws(mcmc):
+    """(draws, log weights) of an ``ep.Jarzynski`` run, pooled over chains and steps (each
+    step's weighted average is exact, eq. 104, so the pooled ratio estimator is consistent);
+    None for other kernels. Without ``log_weight`` collected, a warning: the draws alone
+    follow ULA's biased law."""
+    import warnings
+
+    from ..mcmc import Jarzynski
+
+    if not isinstance(mcmc.sampler, Jarzynski):
+        return None
+    extra = mcmc.get_extra_fields()
+    if "log_weight" not in extra:
+        warnings.warn("ep.Jarzynski draws carry weights: run with extra_fields=('log_weight',) "
+                      "for weighted summaries; this one is unweighted (ULA's biased law)",
+                      UserWarning, stacklevel=3)
+        return None
+    return mcmc.get_samples(), np.asarray(extra["log_weight"]).reshape(-1)
 
 
 #: The seed of the equal-weight resample in :func:`weighted_datatree` (results are reproducible).

@@ -46,7 +46,7 @@ class StepInfo(NamedTuple):
     accept_prob: Array
     is_accepted: Array
     is_divergent: Array
-    energy: Array = float("nan")
+    energy: Array | float = float("nan")
 
 
 def langevin_init(position: Array, potential_fn: PotentialFn) -> LangevinState:
