@@ -74,7 +74,10 @@ def nuts_behaviour():
     return behaviour(KERNELS["NUTS"])
 
 
-@pytest.mark.parametrize("name", [k for k in KERNELS if k != "NUTS"])
+# parallel tempering (a round = a step at every rung) costs 3x the others: default run without it
+@pytest.mark.parametrize("name", [
+    pytest.param(k, marks=[pytest.mark.slow] if k == "ParallelTempering" else [])
+    for k in KERNELS if k != "NUTS"])
 def test_kernel_behaves_like_nuts(name, nuts_behaviour):
     got = behaviour(KERNELS[name])
     expected = dict(nuts_behaviour)

@@ -66,5 +66,5 @@ def test_without_adaptation_the_wide_scale_is_missed():
     """The case that would catch a no-op adaptation: same run, adapt_mass_matrix=False."""
     potential, true_sd, num_warmup = _target("scales")
     _, sd, mcse, ess = _run(ep.MALA(potential_fn=potential, adapt_mass_matrix=False), true_sd,
-                            1000, 1000)
+                            500, 1000)
     assert ess[2] < 20 and abs(sd[2] - true_sd[2]) > 4 * mcse[2], (sd, ess)

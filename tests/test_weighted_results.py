@@ -18,7 +18,7 @@ from test_evidence import EIGHT_SIGMA, EIGHT_Y, eight_schools
 @pytest.fixture(scope="module", params=["is", "default"])
 def schools(request):
     kwargs = {"method": "is", "num_walkers": 4096} if request.param == "is" else {
-        "num_walkers": 1024}
+        "num_walkers": 512}
     res = ep.log_evidence(eight_schools, jnp.asarray(EIGHT_SIGMA), y=jnp.asarray(EIGHT_Y),
                           key=jax.random.key(0), progress_bar=False, **kwargs)
     return request.param, res
