@@ -111,3 +111,20 @@ def test_jarzynski_mcmc_summaries_use_its_weights():
     mcmc.run(jax.random.key(7), init_params=t.sample(jax.random.key(8), n))  # no log_weight
     with pytest.warns(UserWarning, match="extra_fields=\\('log_weight',\\)"):
         dg.summary(mcmc)
+
+
+def test_weighted_training_walkers_follow_the_rule():
+    rng = np.random.default_rng(1)
+    walkers = rng.normal(size=(2000, 2))
+    lw = 0.8 * walkers[:, 1]
+    res = ep.TrainResult(params={}, history={"iteration": np.arange(3), "loss": np.zeros(3)},
+                         walkers=walkers, log_weights=lw, log_z=None, method="jarzynski")
+    dt = res.to_arviz()
+    assert {"training", "posterior", "weighted_posterior"} <= set(dt.children)
+    assert dt["posterior"]["x"].shape == (1, int(round(dg.kish_ess(lw))), 2)
+    table = dg.summary(dt)
+    np.testing.assert_allclose(table["mean"].values,
+                               dg.weighted_summary(walkers, lw)["mean"].values, rtol=1e-12)
+    unweighted = ep.TrainResult(params={}, history={"iteration": np.arange(3)}, walkers=walkers,
+                                log_weights=None, log_z=None, method="pcd")
+    assert set(unweighted.to_arviz().children) == {"training"}
