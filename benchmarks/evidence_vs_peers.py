@@ -128,14 +128,14 @@ def dynesty_runner(target, nlive=500):
 
 # -- ours ----------------------------------------------------------------------------------------
 
-def ours_runner(target, method, auto, n):
+def ours_runner(target, method, auto, n, **options):
     ref = None if auto else reference(target.dim)
 
     def run(seed):
         t0, c0 = time.perf_counter(), time.process_time()
         r = ep.log_partition(target, key=jax.random.key(seed), reference=ref, method=method,
-                             num_walkers=n, progress_bar=False, init_scale=REF_SCALE)
-        return dict(log_z=r.log_z, se=r.log_z_se, grads=r.num_gradient_evals,
+                             num_walkers=n, progress_bar=False, init_scale=REF_SCALE, **options)
+        return dict(log_z=r.log_z, se=r.total_error, grads=r.num_gradient_evals,
                     wall=time.perf_counter() - t0, cpu=time.process_time() - c0,
                     stages=r.num_stages)
 
@@ -170,6 +170,9 @@ def main(argv=None):
                         "(benchmarks/gpu_check.sh)")
     p.add_argument("--methods", nargs="*", default=None, choices=["hmc", "mala", "jarzynski"],
                    help="subset of our methods")
+    p.add_argument("--groups", action="store_true",
+                   help="also run ours (hmc) with 16 independent groups and with systematic "
+                        "resampling, to show where pooled multinomial resampling wins")
     args = p.parse_args(argv)
     if args.walkers is not None and args.walkers <= 0:
         p.error("--walkers must be positive")
@@ -202,18 +205,23 @@ def main(argv=None):
                 rows["dynesty (likelihood calls)"] = row
                 print(f"{name:15s} dynesty            rmse {row['rmse']:.3f} se "
                       f"{row['mean_se']:.3f} calls {row['grads'] / 1e6:.2f}M", flush=True)
-        for method, auto in (("hmc", True), ("hmc", False), ("mala", False), ("jarzynski", False)):
+        variants = [(m, a, {}, "") for m, a in (("hmc", True), ("hmc", False), ("mala", False),
+                                                 ("jarzynski", False))]
+        if args.groups:
+            variants += [("hmc", False, dict(num_groups=16), " 16 groups"),
+                         ("hmc", False, dict(resampling="systematic"), " systematic")]
+        for method, auto, options, suffix in variants:
             if args.methods and method not in args.methods:
                 continue
-            label = f"ours-{method}" + (" (auto ref)" if auto else "")
+            label = f"ours-{method}" + (" (auto ref)" if auto else "") + suffix
             if args.walkers:
                 n = args.walkers
             else:
-                pilot = ours_runner(target, method, auto, 4096)(10_000)
+                pilot = ours_runner(target, method, auto, 4096, **options)(10_000)
                 ratio = budget / pilot["grads"]
                 # rescale the walkers (grads ~ walkers) unless already within 25% of the budget
                 n = 4096 if 0.8 < ratio < 1.25 else int(max(256, round(4096 * ratio / 256) * 256))
-            run = ours_runner(target, method, auto, n)
+            run = ours_runner(target, method, auto, n, **options)
             runs = [run(s) for s in range(seeds)]
             row = summarize(runs, exact)
             row["walkers"] = n

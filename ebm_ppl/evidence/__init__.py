@@ -1,6 +1,7 @@
 """Evidence and log Z: annealing with Jarzynski or MCMC moves, honest errors, BAR check.
 
-* :mod:`.resampling` -- log-mean-exp, ESS, systematic resampling (shared with spins).
+* :mod:`.resampling` -- log-mean-exp, ESS, systematic and multinomial resampling, the
+  genealogy variance of log Z (shared with spins).
 * :mod:`.schedules` -- fixed and adaptive (conditional-ESS) schedules.
 * :mod:`.paths` -- geometric path from a reference; likelihood tempering of a model.
 * :mod:`.engine` -- the one annealing loop ``anneal`` (reweight, resample, move).
@@ -23,7 +24,9 @@ from .resampling import (
     conditional_ess,
     ess,
     ess_fraction,
+    genealogy_relative_variance,
     log_mean_exp,
+    multinomial_resample,
     normalize_log_weights,
     resample_if,
     systematic_resample,
@@ -40,7 +43,7 @@ __all__ = [
     "tempering_path", "auto_reference", "find_modes", "fit_gaussian_mixture", "pilot_reference",
     "Adaptive",
     "conditional_ess", "ess", "ess_fraction", "log_mean_exp", "normalize_log_weights",
-    "resample_if", "systematic_resample",
+    "resample_if", "systematic_resample", "multinomial_resample", "genealogy_relative_variance",
     "bridge_sampling", "BridgeResult", "observed_fingerprint", "compare_evidence",
     "evidence_error",
 ]
