@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 OUTDIR ?= ebm_ppl_demo_output
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-slow lint bench docs docs-serve docs-check clean venv
+.PHONY: demo test test-slow lint bench docs docs-serve docs-check docs-images clean venv
 
 $(STAMP): pyproject.toml
 	@PYBIN=$$(scripts/find-python.sh) || exit 1; \
@@ -48,6 +48,10 @@ docs-serve: docs
 # chromium-driver (apt-get install -y chromium chromium-driver). Not run by `make test`.
 docs-check: docs
 	$(PY) scripts/docs_check.py site
+
+# Rerun every example in quick mode and refresh the tutorial figures in docs/img/ (minutes).
+docs-images: $(STAMP)
+	MPLBACKEND=Agg PYTHONPATH=$(CURDIR) $(PY) examples/_docs_images.py
 
 clean:
 	rm -rf $(VENV) site $(OUTDIR) .pytest_cache

@@ -44,7 +44,8 @@ const finish = () => {
   const math = Array.from(document.querySelectorAll('.arithmatex'));
   const unrendered = math.filter(e => !e.querySelector('mjx-container')).length;
   const hrefs = Array.from(document.querySelectorAll('a[href]')).map(a => a.href);
-  done({loaded: !!document.querySelector('.md-content'), text: clone.textContent, math: math.length, unrendered: unrendered, hrefs: hrefs,
+  done({loaded: !!document.querySelector('.md-content'),
+        text: clone.textContent, math: math.length, unrendered: unrendered, hrefs: hrefs,
         mathjax: !!(window.MathJax && window.MathJax.startup && window.MathJax.startup.promise)});
 };
 if (window.MathJax && window.MathJax.startup && window.MathJax.startup.promise) {

@@ -47,6 +47,7 @@ def test_mathjax_hook_copies_the_bundle(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_built_site_in_headless_chromium(tmp_path):
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         pytest.skip("needs Debian's chromium and chromium-driver")

@@ -130,8 +130,10 @@ def plot_training(runs, *, exact_log_z=None, exact_mode_weights=None, mode_weigh
         for k, p in enumerate(np.atleast_1d(exact_mode_weights)):
             ax_m.axhline(float(p), color="black", ls=":", lw=1,
                          label="target weights" if k == 0 else None)
-    ax_ce.set(title="Cross-entropy (training objective)", xlabel="iteration",
-              ylabel="cross-entropy / loss")
+    exact_ce = any("cross_entropy" in _history(r) for r in runs.values())
+    ax_ce.set(title="Cross-entropy $-E_{data}[\\log\\rho_\\theta]$" if exact_ce
+              else "Training loss", xlabel="iteration",
+              ylabel="cross-entropy" if exact_ce else "loss")
     ax_z.set(title=r"log $Z_\theta$", xlabel="iteration", ylabel="log Z")
     ax_m.set(title="Mode weights", xlabel="iteration", ylabel="weight")
     for ax in (ax_ce, ax_z, ax_m):

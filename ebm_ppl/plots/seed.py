@@ -14,12 +14,13 @@ from ._util import legend_if_many, subplots
 
 
 def plot_figure1(target=None, *, key=None, samples=None, num_samples: int = 10_000,
-                 bins: int = 80, grid=None):
+                 bins: int = 80, grid=None, title: str | None = None):
     """Seed Figure 1: the density exp(-U)/Z with a histogram of samples, and the energy U.
 
     ``target`` is a 1-D potential with ``log_z`` (default: the eq. 4 mixture); ``samples``
     (n,) or (n, 1) default to ``num_samples`` exact draws ``target.sample(key, n)``; a dict
     ``{label: samples}`` draws one outlined histogram per sampler, to compare them.
+    ``title`` replaces the default figure title (which quotes log Z when it is known).
     """
     target = figure1_mixture() if target is None else target
     if getattr(target, "dim", 1) != 1:
@@ -46,8 +47,10 @@ def plot_figure1(target=None, *, key=None, samples=None, num_samples: int = 10_0
     density = np.exp(-energy - (log_z if log_z is not None else 0.0))
     if log_z is None:  # normalize numerically on the grid
         density /= np.trapezoid(density, grid)
-    name = getattr(target, "name", "target")
-    fig, (ax_p, ax_u) = subplots(2, title=f"Boltzmann-Gibbs density and energy ({name})")
+    if title is None:
+        title = "Boltzmann-Gibbs density and energy" + (
+            f" (exact log Z = {float(log_z):.4f})" if log_z is not None else "")
+    fig, (ax_p, ax_u) = subplots(2, title=title)
     if sets is None:
         ax_p.hist(xs, bins=bins, density=True, alpha=0.45, color="tab:blue",
                   label=f"samples (n={xs.size})")
