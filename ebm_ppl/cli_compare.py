@@ -1,10 +1,10 @@
 """``ebm-ppl compare FILE.py:MODEL_A FILE.py:MODEL_B ... --data DATA``: models of one dataset
-compared by their evidence (:func:`ebm_ppl.compare_evidence`).
+compared by their evidence ([`ebm_ppl.compare_evidence`][ebm_ppl.compare_evidence]).
 
 Each model is loaded as in ``ebm-ppl evidence`` and called with the data columns its signature
 names (all of them when it takes ``**kwargs``). By default its evidence comes from NUTS draws by
-bridge sampling (:func:`ebm_ppl.bridge_sampling`); ``--method anneal`` uses
-:func:`ebm_ppl.log_evidence` instead.
+bridge sampling ([`ebm_ppl.bridge_sampling`][ebm_ppl.bridge_sampling]); ``--method anneal`` uses
+[`ebm_ppl.log_evidence`][ebm_ppl.log_evidence] instead.
 """
 
 from __future__ import annotations

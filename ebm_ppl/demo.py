@@ -103,7 +103,8 @@ def nuts_vs_mala(*, quick: bool = False, seed: int = 0) -> dict:
 
 
 def _figure1(target, draws):
-    """Seed Figure 1 with one histogram per sampler (the shared :func:`~ebm_ppl.plots.plot_figure1`)."""
+    """Seed Figure 1 with one histogram per sampler (the shared
+    [`plot_figure1`][ebm_ppl.plots.plot_figure1])."""
     from .plots import plot_figure1
 
     return plot_figure1(target, samples={k: v.reshape(-1) for k, v in draws.items()},
@@ -124,7 +125,7 @@ SEED_FIGURES = ("figure1_mixture.png", "figure4_kl_vs_fisher.png", "example41_ul
 
 
 def regenerate_figures(outdir: Path, *, quick: bool = False, seed: int = 0) -> list[Path]:
-    """Write the seed's figures into ``outdir`` with :mod:`ebm_ppl.plots` (``ebm-ppl figures``).
+    """Write the seed's figures into ``outdir`` with [`ebm_ppl.plots`][ebm_ppl.plots] (``ebm-ppl figures``).
 
     Figure 1 (the eq. 4 mixture: density, exact draws, energy), Figure 4 (KL vs Fisher of the
     eq. 47 mixtures for N = 100, 1000, 10000 draws, Remark 3.1) and Example 4.1 (ULA's

@@ -1,11 +1,12 @@
 """Energies: U(x) = -log(unnormalized density), as NumPyro potential functions.
 
-An :class:`Energy` wraps a potential over a *flat* real vector of length ``dim`` (what every
+An [`Energy`][ebm_ppl.energy.Energy] wraps a potential over a *flat* real vector of length ``dim`` (what every
 kernel and the annealing engine move), together with the map back to the user's structure
 (a pytree for plain functions, constrained sample sites for NumPyro models).
 
-* :func:`energy_from_fn` -- a plain JAX function of an array or a pytree.
-* :func:`energy_from_model` -- a NumPyro model: U is NumPyro's unconstrained potential, split
+* [`energy_from_fn`][ebm_ppl.energy.energy_from_fn] -- a plain JAX function of an array or a pytree.
+* [`energy_from_model`][ebm_ppl.energy.energy_from_model] -- a NumPyro model: U is NumPyro's unconstrained
+potential, split
   into ``-log_prior(z) - log_likelihood(z)`` (the prior term includes the Jacobian of the
   unconstraining transform), with a prior sampler in unconstrained space.
 """
@@ -225,8 +226,9 @@ def energy_from_model(model: Callable, *model_args, key=None, name: str | None =
 
 
 def as_energy(obj, *, dim: int | None = None, name: str = "energy") -> Energy:
-    """Coerce an :class:`Energy`, a target from :mod:`ebm_ppl.targets` or a plain function
-    of a flat ``(dim,)`` array into an :class:`Energy`."""
+    """Coerce an [`Energy`][ebm_ppl.energy.Energy], a target from [`ebm_ppl.targets`][ebm_ppl.targets] or a
+    plain function
+    of a flat ``(dim,)`` array into an [`Energy`][ebm_ppl.energy.Energy]."""
     if isinstance(obj, Energy):
         if dim is not None and dim != obj.dim:
             raise ValueError(f"dim={dim} does not match the energy's dimension {obj.dim}")

@@ -1,7 +1,9 @@
 """One adapter that turns a pure ``(init, step)`` kernel into a ``numpyro.infer.MCMC`` kernel.
 
-:class:`ULA`, :class:`MALA` and :class:`RWMH` are three lines each on top of
-:class:`PureKernelSampler`; new kernels (Jarzynski, spin kernels) reuse it the same way.
+[`ULA`][ebm_ppl.mcmc.ULA], [`MALA`][ebm_ppl.mcmc.MALA] and [`RWMH`][ebm_ppl.mcmc.RWMH] are three lines each on
+top of
+[`PureKernelSampler`][ebm_ppl.mcmc.PureKernelSampler]; new kernels (Jarzynski, spin kernels) reuse it the same
+way.
 The adapter handles what NumPyro expects of a kernel: ``model=`` or ``potential_fn=``,
 batched keys for ``chain_method="vectorized"``, ``postprocess_fn`` for constrained sites,
 step-size and mass-matrix adaptation during warmup (NumPyro's own ``warmup_adapter``, its
@@ -37,7 +39,8 @@ class NonFiniteDrawWarning(UserWarning):
 
 
 class StateFieldError(AttributeError):
-    """A field asked of a :class:`SamplerState` (e.g. in ``extra_fields``) that it does not have."""
+    """A field asked of a [`SamplerState`][ebm_ppl.mcmc.SamplerState] (e.g. in ``extra_fields``) that it does
+    not have."""
 
 
 _FIELDS = ("i", "z", "potential_energy", "accept_prob", "mean_accept_prob", "diverging",
@@ -66,7 +69,8 @@ class _StateFields:
 
 
 class SamplerState(_StateFields, namedtuple("SamplerState", _FIELDS, defaults=(0.0,))):
-    """State of a :class:`PureKernelSampler` chain; every field can go in ``extra_fields``.
+    """State of a [`PureKernelSampler`][ebm_ppl.mcmc.PureKernelSampler] chain; every field can go in
+    ``extra_fields``.
 
     ``z`` is the sample in the user's structure; ``inner`` the pure kernel's state (flat);
     ``diverging`` flags a divergent step or a non-finite draw; ``adapt_state`` is NumPyro's
@@ -74,7 +78,8 @@ class SamplerState(_StateFields, namedtuple("SamplerState", _FIELDS, defaults=(0
     same convention as NUTS, so ``extra_fields=("adapt_state.step_size",)`` works and
     ``az.from_numpyro`` shows ``sample_stats.step_size``); ``log_weight`` is the Jarzynski
     log weight A_k (eq. 102-103), 0 for unweighted kernels. Asking for a field it lacks
-    (e.g. ``energy`` of a kernel without momentum) raises :class:`StateFieldError` naming the
+    (e.g. ``energy`` of a kernel without momentum) raises [`StateFieldError`][ebm_ppl.mcmc.StateFieldError]
+    naming the
     valid ones.
     """
 
@@ -83,7 +88,8 @@ class SamplerState(_StateFields, namedtuple("SamplerState", _FIELDS, defaults=(0
 
 class LangevinSamplerState(_StateFields, namedtuple("LangevinSamplerState",
                                                     _FIELDS + ("energy",), defaults=(0.0, 0.0))):
-    """:class:`SamplerState` of :class:`MALA`, plus ``energy``: the Hamiltonian
+    """[`SamplerState`][ebm_ppl.mcmc.SamplerState] of [`MALA`][ebm_ppl.mcmc.MALA], plus ``energy``: the
+    Hamiltonian
     ``U + |p|^2/2`` after the step of the one-leapfrog HMC that MALA is (ArviZ's
     ``sample_stats.energy``, used by the E-BFMI diagnostic)."""
 
@@ -148,7 +154,7 @@ class PureKernelSampler(MCMCKernel):
     Args:
         model: a NumPyro model (exactly one of ``model`` / ``potential_fn``).
         potential_fn: U(z) of a pytree ``z`` (NumPyro's convention), or an
-            :class:`~ebm_ppl.energy.Energy` / target; requires ``init_params`` in ``run``.
+            [`Energy`][ebm_ppl.energy.Energy] / target; requires ``init_params`` in ``run``.
         step_size: initial step size (> 0).
         adapt_step_size: adapt the step during warmup toward ``target_accept_prob``.
         target_accept_prob: acceptance rate sought during warmup.
@@ -510,9 +516,9 @@ class ULA(_FixedStepSampler):
     ULA keeps the step it is given: it has no accept/reject step, so at any fixed
     ``step_size`` h its stationary law is biased (for a Gaussian target N(mu, Sigma) it is
     N(mu, Sigma (I - h Sigma^{-1}/2)^{-1}), seed Example 4.1, eq. 73). That bias is the
-    point of teaching it; use :class:`MALA` or NUTS for exact sampling, or the Jarzynski
+    point of teaching it; use [`MALA`][ebm_ppl.mcmc.MALA] or NUTS for exact sampling, or the Jarzynski
     kernel to reweight ULA exactly. A chain that explodes (non-finite draws) is flagged in
-    ``diverging`` and warned about (:class:`NonFiniteDrawWarning`).
+    ``diverging`` and warned about ([`NonFiniteDrawWarning`][ebm_ppl.mcmc.NonFiniteDrawWarning]).
     """
 
     pure_init = staticmethod(langevin_init)
@@ -540,7 +546,7 @@ class MALA(_AdaptiveSampler):
 class RWMH(_AdaptiveSampler):
     """Random-walk Metropolis-Hastings (seed Definition 4.2) with a Gaussian proposal
     ``x' = x + s M^-1/2 xi``: the scale ``s`` (``step_size``) is adapted during warmup toward
-    acceptance 0.234 and the mass matrix M as in :class:`MALA`."""
+    acceptance 0.234 and the mass matrix M as in [`MALA`][ebm_ppl.mcmc.MALA]."""
 
     pure_init = staticmethod(rwmh_init)
     pure_step = staticmethod(rwmh_step)
@@ -555,7 +561,8 @@ class Jarzynski(_FixedStepSampler):
     log Metropolis ratio ULA skips. If the chains start from exact draws of exp(-U)/Z,
     self-normalized averages over chains at step k weighted by ``exp(log_weight)`` are exact
     expectations (eq. 104), although the unweighted ones show ULA's bias. The step is fixed (no
-    warmup adaptation); annealing along a path of energies is :func:`ebm_ppl.log_partition`.
+    warmup adaptation); annealing along a path of energies is
+    [`ebm_ppl.log_partition`][ebm_ppl.log_partition].
     A fixed ``inverse_mass_matrix=`` preconditions the moves and keeps the weights exact (it
     enters both proposal densities of the increment); ``adapt_mass_matrix=True`` estimates it
     during warmup, and the weights accumulated while it changes are then only approximate.

@@ -1,10 +1,11 @@
 """The one serialization layer: results to netCDF (through ArviZ / xarray ``DataTree``) and back
-exactly, plus the primitives training checkpoints share (:func:`atomic_replace`,
-:func:`storable` / :func:`is_key` for PRNG keys).
+exactly, plus the primitives training checkpoints share ([`atomic_replace`][ebm_ppl.persist.atomic_replace],
+[`storable`][ebm_ppl.persist.storable] / [`is_key`][ebm_ppl.persist.is_key] for PRNG keys).
 
-Used by :meth:`ebm_ppl.EvidenceResult.save` / ``load`` (and so by ``ebm-ppl evidence
---netcdf``), :meth:`ebm_ppl.TrainResult.save` / ``load`` and
-:mod:`ebm_ppl.training.checkpoint`. A result file is an ordinary netCDF4 (HDF5) ``DataTree``:
+Used by [`ebm_ppl.EvidenceResult.save`][ebm_ppl.EvidenceResult.save] / ``load`` (and so by ``ebm-ppl evidence
+--netcdf``), [`ebm_ppl.TrainResult.save`][ebm_ppl.TrainResult.save] / ``load`` and
+[`ebm_ppl.training.checkpoint`][ebm_ppl.training.checkpoint]. A result file is an ordinary netCDF4 (HDF5)
+``DataTree``:
 
 * the result's own ArviZ groups (``posterior`` and ``sample_stats`` with the weights for an
   evidence result, ``training`` with the history for a training run), for ArviZ and xarray;
@@ -120,7 +121,7 @@ def _namedtuple_class(path: str):
 
 
 def decode(spec, arrays: dict):
-    """Inverse of :func:`encode`."""
+    """Inverse of [`encode`][ebm_ppl.persist.encode]."""
     if not isinstance(spec, dict):
         return spec
     if "float" in spec:
@@ -187,7 +188,8 @@ def save_result(result, path, *, arviz_tree=None, as_text=("reference",)):
 
 
 def load_result(path, cls):
-    """Read a file written by :func:`save_result` for class ``cls``; ``ValueError`` naming
+    """Read a file written by [`save_result`][ebm_ppl.persist.save_result] for class ``cls``; ``ValueError``
+    naming
     ``path`` when it is missing, unreadable or holds something else."""
     import xarray as xr
 

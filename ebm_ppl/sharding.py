@@ -2,10 +2,13 @@
 
 A run's walkers are a pytree whose leaves have a leading walker axis of length N (positions
 (N, d), energies (N,), log weights (N,), ...). ``devices=`` / ``mesh=`` on
-:func:`ebm_ppl.log_partition`, :func:`ebm_ppl.log_evidence` and :func:`ebm_ppl.train` resolve,
-through :func:`walker_sharding`, into ``NamedSharding(mesh, PartitionSpec("walkers"))``: device
+[`ebm_ppl.log_partition`][ebm_ppl.log_partition], [`ebm_ppl.log_evidence`][ebm_ppl.log_evidence] and
+[`ebm_ppl.train`][ebm_ppl.train] resolve,
+through [`walker_sharding`][ebm_ppl.sharding.walker_sharding], into
+``NamedSharding(mesh, PartitionSpec("walkers"))``: device
 k of the mesh holds walkers ``[k N/S, (k+1) N/S)``. The walkers are placed once
-(:func:`shard_walkers`); the jitted stage then runs under GSPMD, which propagates the sharding:
+([`shard_walkers`][ebm_ppl.sharding.shard_walkers]); the jitted stage then runs under GSPMD, which propagates
+the sharding:
 per-walker work (gradients, moves, the seed's eq. 102-103 weight increments) runs where the
 walkers live, and every reduction over walkers (the log-sum-exp of eq. 104, ESS, weighted
 gradient averages of eq. 105) and every resampling gather is *global*, computed by XLA
@@ -16,7 +19,8 @@ of floating-point reductions differs.
 Meshes are built with ``AxisType.Auto`` (GSPMD propagation). A user mesh must have an axis named
 ``"walkers"``; other axes (e.g. a model axis) replicate the walkers. Several hosts: call
 ``jax.distributed.initialize(...)`` in every process first, then ``devices="all"`` spans every
-process's devices (see ``docs/scaling.md``); :func:`to_host` gathers walker arrays that no single
+process's devices (see ``docs/scaling.md``); [`to_host`][ebm_ppl.sharding.to_host] gathers walker arrays that
+no single
 process holds in full.
 """
 

@@ -13,10 +13,13 @@ kernel step per rung) and re-initialised at its new temperature otherwise.
 Diagnostics: swap acceptance per neighbouring pair, and round trips: a configuration that
 leaves the target rung (slot 0), reaches the hottest rung and comes back completes one.
 
-* :func:`pt_init` / :func:`pt_step` -- the pure pair, for any ``(init, step)`` kernel.
-* :func:`parallel_tempering` -- a driver (chains, warmup with per-replica step adaptation,
-  progress bar) returning :class:`PTResult`.
-* :class:`ParallelTempering` -- a ``numpyro.infer.MCMC`` kernel whose draws are the target rung.
+* [`pt_init`][ebm_ppl.tempering.pt_init] / [`pt_step`][ebm_ppl.tempering.pt_step] -- the pure pair, for any
+``(init, step)`` kernel.
+* [`parallel_tempering`][ebm_ppl.tempering.parallel_tempering] -- a driver (chains, warmup with per-replica
+step adaptation,
+  progress bar) returning [`PTResult`][ebm_ppl.tempering.PTResult].
+* [`ParallelTempering`][ebm_ppl.tempering.ParallelTempering] -- a ``numpyro.infer.MCMC`` kernel whose draws
+are the target rung.
 """
 
 from __future__ import annotations
@@ -208,7 +211,7 @@ def _kernel_classes():
 
 def resolve_kernel(kernel):
     """``(init, step, target_accept_prob or None, name, is_spin)`` for a name, a
-    :class:`~ebm_ppl.mcmc.PureKernelSampler` class or instance, or an ``(init, step)`` pair."""
+    [`PureKernelSampler`][ebm_ppl.mcmc.PureKernelSampler] class or instance, or an ``(init, step)`` pair."""
     classes = _kernel_classes()
     if isinstance(kernel, str):
         if kernel not in classes:
@@ -229,7 +232,8 @@ def resolve_kernel(kernel):
 
 @dataclass(frozen=True)
 class PTResult:
-    """Draws of the target rung and the tempering diagnostics of :func:`parallel_tempering`."""
+    """Draws of the target rung and the tempering diagnostics of
+    [`parallel_tempering`][ebm_ppl.tempering.parallel_tempering]."""
 
     samples: np.ndarray            # (chains, draws, dim) at beta = 1
     energies: np.ndarray           # (chains, draws, R) untempered U at every rung
@@ -324,9 +328,9 @@ def parallel_tempering(potential_fn, init_position, *, key, kernel="mala", betas
         potential_fn: U on a flat position (a target, a function, or a spin model).
         init_position: ``(dim,)``, ``(R, dim)`` or ``(num_chains, R, dim)``.
         kernel: ``"mala"``, ``"rwmh"``, ``"ula"``, ``"metropolis"``, ``"gibbs"`` (spins), a
-            :class:`~ebm_ppl.mcmc.PureKernelSampler` class, or an ``(init, step)`` pair.
+            [`PureKernelSampler`][ebm_ppl.mcmc.PureKernelSampler] class, or an ``(init, step)`` pair.
         betas: the ladder (``betas[0] = 1``, strictly decreasing); default
-            :func:`~ebm_ppl.tempering.geometric_ladder` ``(num_replicas, beta_min)``.
+            [`geometric_ladder`][ebm_ppl.tempering.geometric_ladder] ``(num_replicas, beta_min)``.
         step_size: scalar (scaled by ``beta^-1/2`` per rung) or one per rung; adapted per rung
             during warmup toward ``target_accept_prob`` (the kernel's default) by dual averaging.
         keep_replicas: also return every rung's configurations (memory: draws x R x dim).
@@ -437,11 +441,11 @@ def parallel_tempering(potential_fn, init_position, *, key, kernel="mala", betas
 class ParallelTempering(PureKernelSampler):
     """Replica exchange as a ``numpyro.infer.MCMC`` kernel; draws are the target rung (beta=1).
 
-    ``kernel`` is any :class:`~ebm_ppl.mcmc.PureKernelSampler` class (``ep.MALA``, ``ep.RWMH``,
+    ``kernel`` is any [`PureKernelSampler`][ebm_ppl.mcmc.PureKernelSampler] class (``ep.MALA``, ``ep.RWMH``,
     ``ep.spins.SpinGibbs``, ...). One NumPyro step is one round (a kernel step at every rung and
     a swap sweep). The scalar ``step_size`` is adapted during warmup on the mean acceptance
     over rungs; rung r uses ``step_size * betas[r]^-1/2``. The tempering diagnostics are in
-    ``mcmc.last_state.inner`` (see :meth:`diagnostics`).
+    ``mcmc.last_state.inner`` (see [`diagnostics`][ebm_ppl.diagnostics]).
     """
 
     def __init__(self, model=None, potential_fn=None, *, kernel=MALA, betas=None,

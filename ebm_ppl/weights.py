@@ -11,11 +11,13 @@ Conventions:
 * ``log_w`` need not be normalized; a normalizing-constant ratio from weights
   ``w_i = exp(log_w_i)`` is ``log_mean_exp(log_w)`` (seed eq. 2 and eq. 104).
 * Kish's effective sample size of weights is ``(sum w)^2 / sum w^2``, between 1 and n
-  (0 when every weight is zero); :func:`ess_fraction` divides it by n.
+  (0 when every weight is zero); [`ess_fraction`][ebm_ppl.weights.ess_fraction] divides it by n.
 * ``resample_threshold`` has one meaning throughout the library: resample when the ESS
-  fraction falls below it (:func:`should_resample`; ``>= 1`` resamples every time, ``0`` never).
+  fraction falls below it ([`should_resample`][ebm_ppl.weights.should_resample]; ``>= 1`` resamples every
+  time, ``0`` never).
   (Training used to say "relative weight variance ``E[w^2]/E[w]^2 - 1`` above ``t``", which is
-  the ESS fraction below ``1 / (1 + t)``: :func:`threshold_from_variance`.)
+  the ESS fraction below ``1 / (1 + t)``:
+  [`threshold_from_variance`][ebm_ppl.weights.threshold_from_variance].)
 * Systematic resampling draws one uniform and costs O(n) with ``searchsorted`` (a categorical
   draw over n logits would be O(n^2)).
 """

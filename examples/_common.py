@@ -23,7 +23,7 @@ jax.config.update("jax_enable_x64", True)  # float64: small divergences, log Z, 
 def parse_args(topic: str, description: str | None, argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(description or "").strip().split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
-                        help="small sizes: seconds instead of minutes (used by the tests)")
+                        help="small sizes (used by the tests): 30-90 s here, much of it compilation")
     parser.add_argument("--outdir", default=f"figures/{topic}",
                         help=f"folder for the figures (default figures/{topic})")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

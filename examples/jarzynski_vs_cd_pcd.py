@@ -93,7 +93,7 @@ def plot(results: dict, path: Path):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="d = 5, fewer walkers (seconds)")
+    parser.add_argument("--quick", action="store_true", help="d = 5, fewer walkers (about a minute)")
     parser.add_argument("--outdir", default="figures/jarzynski_vs_cd_pcd")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true")

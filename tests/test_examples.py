@@ -10,6 +10,7 @@ e.g. spin configurations) only need a title; colorbars are not panels.
 """
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -104,6 +105,62 @@ def figure_problems(record) -> list[str]:
     return problems
 
 
+# -- numbers quoted in the tutorials (issue 17) -------------------------------------------------
+# A tutorial marks the numbers it quotes from a script's quick run with
+#   <!-- quick-numbers: examples/NAME.py --> ... <!-- /quick-numbers -->
+# Every decimal number in such a region (e.g. 0.204, -27.50, 68%) must be what the fresh quick
+# run of the script prints, rounded to the decimals quoted (a percentage may quote a printed
+# fraction). CPU runs with one seed are deterministic, so this is exact, and it is checked on
+# the same quick run as the figures (no extra run).
+REGION = re.compile(r"<!--\s*quick-numbers:\s*examples/(?P<script>\w+)\.py\s*-->(?P<body>.*?)"
+                    r"<!--\s*/quick-numbers\s*-->", re.S)
+DOC_NUMBER = re.compile(r"(?<![\w.])[-\u2212]?\d+\.\d+%?")
+OUT_NUMBER = re.compile(r"[-+]?\d+\.?\d*(?:[eE][-+]?\d+)?")
+
+
+def quoted_numbers(script: str, docs=ROOT / "docs") -> list[tuple[str, str]]:
+    """(page, number as written) for every number quoted from ``script``'s quick run."""
+    out = []
+    for page in sorted(Path(docs).rglob("*.md")):
+        for m in REGION.finditer(page.read_text(encoding="utf-8")):
+            if m["script"] == script:
+                out += [(page.name, t) for t in DOC_NUMBER.findall(m["body"])]
+    return out
+
+
+def number_problems(script: str, stdout: str, docs=ROOT / "docs") -> list[str]:
+    printed = [abs(float(t)) for t in OUT_NUMBER.findall(stdout)]
+    problems = []
+    for page, token in quoted_numbers(script, docs):
+        text = token.replace("\u2212", "-")
+        value = abs(float(text.rstrip("%")))
+        decimals = len(text.rstrip("%").split(".")[1])
+        candidates = printed + ([100 * y for y in printed] if text.endswith("%") else [])
+        if not any(abs(round(y, decimals) - value) < 0.5 * 10.0 ** -decimals * 1e-6
+                   + 1e-12 for y in candidates):
+            problems.append(f"{page}: {token} is not printed by the quick run of {script}.py")
+    return problems
+
+
+def test_number_check_catches_a_stale_number(tmp_path):
+    out = "exact: KL 0.04912, minority mass 0.2051 -27.504\nswap acceptance 0.683\n"
+    (tmp_path / "fake.md").write_text(
+        "<!-- quick-numbers: examples/fake.py -->KL 0.049, mass 0.205, \u221227.50, 68.3% "
+        "and a stale 0.206, 12.5% <!-- /quick-numbers --> outside: 9.99")
+    assert number_problems("fake", out, tmp_path) == [
+        "fake.md: 0.206 is not printed by the quick run of fake.py",
+        "fake.md: 12.5% is not printed by the quick run of fake.py"]
+    assert number_problems("other", out, tmp_path) == []
+
+
+def test_quick_number_regions_name_real_examples():
+    names = {p.stem for p in EXAMPLES}
+    for page in sorted((ROOT / "docs").rglob("*.md")):
+        for m in REGION.finditer(page.read_text(encoding="utf-8")):
+            assert m["script"] in names, f"{page.name}: no examples/{m['script']}.py"
+            assert DOC_NUMBER.findall(m["body"]), f"{page.name}: an empty quick-numbers region"
+
+
 def test_examples_are_discovered():
     names = {p.stem for p in EXAMPLES}
     mine = {"figure1_mixture", "kl_vs_fisher", "sampler_mixing", "ula_bias", "model_comparison",
@@ -171,6 +228,8 @@ def test_example_quick_writes_labelled_figures(script, tmp_path):
         assert saved.exists()
     problems = [p for rec in records for p in figure_problems(rec)]
     assert not problems, "\n".join(problems)
+    stale = number_problems(script.stem, proc.stdout)
+    assert not stale, "\n".join(stale)
     if script.stem in EXTRA_CHECKS:
         EXTRA_CHECKS[script.stem](proc.stdout, {Path(r["file"]).stem: r for r in records})
 

@@ -25,7 +25,7 @@ class BiasReport:
     shows most along the stiff, last axis) -- with columns estimate, mcse, exact, z_exact
     (= (estimate - exact) / mcse), theory (ULA's eq. 73 value; exact for MALA/NUTS), z_theory,
     accept_prob. ``draws``: sampler label -> array (chain, draw, dim). ``stein``: sampler label
-    -> :class:`~ebm_ppl.diagnostics.SteinTest`, the kernel Stein goodness-of-fit test of the
+    -> [`SteinTest`][ebm_ppl.diagnostics.SteinTest], the kernel Stein goodness-of-fit test of the
     draws, which needs no exact answer (one reading line each in ``str(report)``)."""
 
     table: object

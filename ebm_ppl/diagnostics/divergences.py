@@ -95,7 +95,8 @@ def divergences_by_quadrature(log_p: Callable, log_q: Callable, lo: float, hi: f
 
 def remark31_mixtures(z: float) -> tuple[GaussianMixture, GaussianMixture]:
     """The pair of seed eq. 47: rho1 = 0.5 N(-5,1) + 0.5 N(5,1), rho2 = s N(-5,1) + (1-s) N(5,1)
-    with s = sigmoid(z). Use :func:`log_density` to get their normalized log densities."""
+    with s = sigmoid(z). Use [`log_density`][ebm_ppl.diagnostics.divergences.log_density] to get their
+    normalized log densities."""
     s = 1.0 / (1.0 + np.exp(-float(z)))
     means = [[-5.0], [5.0]]
     return (GaussianMixture(means=means, scales=1.0, weights=[0.5, 0.5]),

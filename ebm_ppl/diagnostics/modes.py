@@ -33,7 +33,8 @@ def _labels(samples, mode_index, chains: bool) -> np.ndarray:
 
 def mode_masses(samples, mode_index=None, *, num_modes: int | None = None, log_weights=None,
                 chains: bool = False) -> Estimate:
-    """Mass of each basin with standard errors: an :class:`Estimate` of shape ``(num_modes,)``.
+    """Mass of each basin with standard errors: an [`Estimate`][ebm_ppl.diagnostics.weights.Estimate] of shape
+    ``(num_modes,)``.
 
     Args:
         samples: points of shape ``(n, dim)`` (``(chain, draw, dim)`` with ``chains=True``),

@@ -66,7 +66,8 @@ def _pair_kernels(x, y, sx, sy, linv, *, c, beta):
 
 def _kernel_block(x, sx, y, sy, linv, c, beta):
     """k_p between the rows of ``x`` (B, d) and of ``y`` (n, d) -> (B, n), by matrix products
-    (the same algebra as :func:`imq_stein_kernel`; the points are centred by the caller so that
+    (the same algebra as [`imq_stein_kernel`][ebm_ppl.diagnostics.stein.imq_stein_kernel]; the points are
+    centred by the caller so that
     expanding |x - y|^2 loses no precision that matters)."""
     xl, yl, sxl = x @ linv, y @ linv, sx @ linv
     q = c + jnp.sum(xl * x, 1)[:, None] + jnp.sum(yl * y, 1)[None, :] - 2.0 * xl @ y.T
@@ -348,7 +349,10 @@ class SteinDiscrepancy:
             or the linear-time estimate of it.
         se: standard error of ``ksd_squared_u`` for ``method="linear"`` (NaN for exact).
         ksd_chain: per-chain KSD when ``chains="apart"`` (else None).
-        n, dim, method, preconditioner: what was computed.
+        n: what was computed.
+        dim: See `n`.
+        method: See `n`.
+        preconditioner: See `n`.
     """
 
     ksd: float
@@ -383,13 +387,17 @@ def stein_discrepancy(draws, potential_fn=None, *, model=None, model_args=(), mo
         draws: (n, d) or (chain, draw, d) array; a dict of constrained sites with ``model=``;
             or a ``numpyro.infer.MCMC`` (then its model or potential is the target).
         potential_fn: U of one flat draw (or of the draws' pytree), an
-            :class:`~ebm_ppl.energy.Energy`, a target from :mod:`ebm_ppl.targets`, or an MCMC.
-        model, model_args, model_kwargs: a NumPyro model; the KSD is computed in its
+            [`Energy`][ebm_ppl.energy.Energy], a target from [`ebm_ppl.targets`][ebm_ppl.targets], or an MCMC.
+        model: a NumPyro model; the KSD is computed in its
             unconstrained space, after mapping the draws with the model's own transforms.
+        model_args: See `model`.
+        model_kwargs: See `model`.
         scores: grad log rho at the draws (skips the gradient evaluation).
         log_weights: (n,) or (chain, draw) log importance weights (self-normalized).
-        preconditioner: L of the IMQ kernel, see :func:`make_preconditioner`.
-        c, beta: IMQ kernel (c + r^T L r)^beta; c > 0, -1 < beta < 0.
+        preconditioner: L of the IMQ kernel, see
+            [`make_preconditioner`][ebm_ppl.diagnostics.stein.make_preconditioner].
+        c: IMQ kernel (c + r^T L r)^beta; c > 0, -1 < beta < 0.
+        beta: See `c`.
         standardize: scale each coordinate by its mean absolute deviation first (as the
             ``stein-thinning`` package does by default for thinning).
         chains: ``"pooled"`` (one KSD of all draws) or ``"apart"`` (also one per chain).

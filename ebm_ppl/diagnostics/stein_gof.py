@@ -41,7 +41,7 @@ FINE = ("no evidence against the target (KSD test p = {p:.3g} >= {level:g}): the
 
 @dataclass(frozen=True)
 class SteinTest:
-    """Result of :func:`stein_test`.
+    """Result of [`stein_test`][ebm_ppl.diagnostics.stein_gof.stein_test].
 
     Attributes:
         ksd: sqrt(V_n), the KSD of the pooled draws.
@@ -51,7 +51,9 @@ class SteinTest:
         level: the test level.
         flip_prob: the sign-flip probability ``a`` used by the bootstrap.
         tau: the autocorrelation time that set ``flip_prob`` (NaN when it was given).
-        n, num_chains, num_bootstrap: sizes.
+        n: sizes.
+        num_chains: See `n`.
+        num_bootstrap: See `n`.
     """
 
     ksd: float
@@ -106,7 +108,7 @@ def stein_test(draws, potential_fn=None, *, key=None, level: float = 0.05,
                block_size: int | None = None) -> SteinTest:
     """Test whether MCMC ``draws`` come from rho = exp(-U)/Z, with a calibrated p-value.
 
-    Inputs are as for :func:`~ebm_ppl.diagnostics.stein_discrepancy` (an array, constrained
+    Inputs are as for [`stein_discrepancy`][ebm_ppl.diagnostics.stein_discrepancy] (an array, constrained
     sites with ``model=``, or an MCMC). Keep the chains apart in the input ((chain, draw, d)):
     the bootstrap signs restart at each chain. ``flip_prob`` is the per-draw sign-flip
     probability of the wild bootstrap (default from the autocorrelation time, see the module
@@ -114,7 +116,7 @@ def stein_test(draws, potential_fn=None, *, key=None, level: float = 0.05,
     makes the test invariant to the units of the draws). Cost: one O(n^2 (d + num_bootstrap))
     pass in blocks.
 
-    Returns a :class:`SteinTest` (``p_value``, ``reject``, ``reading``).
+    Returns a [`SteinTest`][ebm_ppl.diagnostics.stein_gof.SteinTest] (``p_value``, ``reject``, ``reading``).
     """
     key = jax.random.key(0) if key is None else check_key(key)
     if not 0.0 < float(level) < 1.0:
@@ -151,7 +153,7 @@ def stein_test(draws, potential_fn=None, *, key=None, level: float = 0.05,
 
 
 def _draws_of(obj):
-    """What :func:`stein_test` takes, from what ``summary`` takes."""
+    """What [`stein_test`][ebm_ppl.diagnostics.stein_gof.stein_test] takes, from what ``summary`` takes."""
     import xarray as xr
 
     if isinstance(obj, xr.DataTree):
@@ -164,10 +166,12 @@ def _draws_of(obj):
 def with_stein_columns(table, obj, stein):
     """``table`` (one row per scalar coordinate) with the KSD test of ``obj`` beside R-hat and
     ESS: columns ``ksd`` and ``ksd_p`` (one joint test, so the same value on every row) and
-    ``table.attrs["stein_test"]`` (the :class:`SteinTest`, with its one-line ``reading``).
+    ``table.attrs["stein_test"]`` (the [`SteinTest`][ebm_ppl.diagnostics.stein_gof.SteinTest], with its
+    one-line ``reading``).
 
     ``stein``: True (``obj`` is an MCMC, whose model or potential is the target), a potential
-    U, or a dict of keyword arguments for :func:`stein_test` (e.g. ``{"model": m,
+    U, or a dict of keyword arguments for [`stein_test`][ebm_ppl.diagnostics.stein_gof.stein_test] (e.g.
+    ``{"model": m,
     "model_args": (x, y)}``).
     """
     if stein is None or stein is False:

@@ -45,7 +45,7 @@ def stein_thin(draws, potential_fn=None, num_points: int = 100, *, model=None, m
     """Select ``num_points`` draws that best represent rho = exp(-U)/Z (Stein thinning).
 
     ``draws``/``potential_fn``/``model``/``scores`` are as in
-    :func:`~ebm_ppl.diagnostics.stein_discrepancy` (chains are pooled in chain-major order;
+    [`stein_discrepancy`][ebm_ppl.diagnostics.stein_discrepancy] (chains are pooled in chain-major order;
     with a NumPyro model the selection is made in its unconstrained space). Returns a small
     ArviZ ``DataTree``: ``posterior`` with one chain of the selected draws (the user's
     constrained sites when ``draws`` is a dict or an MCMC, else ``var_name``), and

@@ -23,7 +23,8 @@ from .stein import stein_discrepancy
 
 @dataclass(frozen=True)
 class StepSizeSelection:
-    """Result of :func:`select_step_size`: ``step_sizes`` (sorted), their ``ksd`` values, the
+    """Result of [`select_step_size`][ebm_ppl.diagnostics.step_size.select_step_size]: ``step_sizes``
+    (sorted), their ``ksd`` values, the
     ``best`` step (the minimum of a parabola in (log h, log KSD) through the grid's least
     KSD and its two neighbours, clipped to their interval; ``best_on_grid`` when the least KSD
     is at an end of the grid), ``best_on_grid`` (the grid step of least KSD), the gradient
@@ -103,7 +104,7 @@ def select_step_size(potential_fn, init_params, step_sizes, *, num_gradients: in
             is averaged over them. Near its minimum the KSD changes slowly with h while one
             run's KSD fluctuates by tens of percent, so a few repeats make the choice stable.
         step_fn: a pure kernel step ``(key, state, potential, h) -> (state, info)`` on
-            :func:`~ebm_ppl.kernels.langevin_init` states (default ULA).
+            [`langevin_init`][ebm_ppl.kernels.langevin_init] states (default ULA).
     """
     from ..kernels import ula_step
     from .stein import _flat_potential

@@ -1,14 +1,17 @@
 """Summaries built on ArviZ >= 1 (``xarray.DataTree``): R-hat, bulk/tail ESS and MCSE for MCMC
 runs, and Kish ESS, Pareto k-hat and self-normalized MCSE for weighted results.
 
-:func:`to_datatree` accepts what this library and NumPyro produce: a ``DataTree``, a
+[`to_datatree`][ebm_ppl.diagnostics.summary.to_datatree] accepts what this library and NumPyro produce: a
+``DataTree``, a
 ``numpyro.infer.MCMC`` (via ``az.from_numpyro``), a dict of ``(chain, draw, ...)`` arrays, or a
 weighted result (any object with ``samples`` and ``log_weights``, e.g. an ``EvidenceResult``;
 its own ``to_arviz()`` is used when present).
 
-Weighted results follow one rule in ArviZ form (:func:`weighted_datatree`): ``posterior`` is an
+Weighted results follow one rule in ArviZ form
+([`weighted_datatree`][ebm_ppl.diagnostics.summary.weighted_datatree]): ``posterior`` is an
 equal-weight resample (so ArviZ's own functions are right on it) and the weighted draws live
-in their own group, which :func:`summary` reads, for a result, its tree or its netCDF file.
+in their own group, which [`summary`][ebm_ppl.diagnostics.summary.summary] reads, for a result, its tree or
+its netCDF file.
 """
 
 from __future__ import annotations
@@ -74,7 +77,8 @@ def _jarzynski_draws(mcmc):
     return mcmc.get_samples(), np.asarray(extra["log_weight"]).reshape(-1)
 
 
-#: The seed of the equal-weight resample in :func:`weighted_datatree` (results are reproducible).
+#: The seed of the equal-weight resample in
+#: [`weighted_datatree`][ebm_ppl.diagnostics.summary.weighted_datatree] (results are reproducible).
 RESAMPLE_SEED = 0
 #: The group holding the weighted draws and their weights in every weighted result's tree.
 WEIGHTED_GROUP = "weighted_posterior"
@@ -182,14 +186,15 @@ def weighted_summary(samples, log_weights, *, var_name: str = "x", warn: bool = 
 def summary(obj, *, var_names=None, log_weights=None, kind: str = "all", warn: bool = True,
             stein=None):
     """One table for any run: ``az.summary`` (mean, sd, ETI, bulk/tail ESS, R-hat, MCSE) for
-    MCMC output; :func:`weighted_summary` for weighted results (``obj`` with ``samples`` and
+    MCMC output; [`weighted_summary`][ebm_ppl.diagnostics.summary.weighted_summary] for weighted results
+    (``obj`` with ``samples`` and
     ``log_weights``, or samples of shape (n, ...) with ``log_weights=``).
 
     ``stein`` adds the kernel Stein goodness-of-fit test of MCMC output beside R-hat and ESS
     (columns ``ksd``, ``ksd_p``; the result and its one-line reading in
     ``table.attrs["stein_test"]``): True for an MCMC, a potential U, or a dict of
-    :func:`~ebm_ppl.diagnostics.stein_test` arguments. R-hat sees mixing, not bias; this test
-    sees bias (see :func:`~ebm_ppl.diagnostics.stein_gof.with_stein_columns`).
+    [`stein_test`][ebm_ppl.diagnostics.stein_test] arguments. R-hat sees mixing, not bias; this test
+    sees bias (see [`with_stein_columns`][ebm_ppl.diagnostics.stein_gof.with_stein_columns]).
 
     Weighted results are recognized in every form they come in: the result itself, its
     ``to_arviz()`` tree (the ``weighted_posterior`` group) or a netCDF file of that tree (a

@@ -1,7 +1,8 @@
 """Importance weights: Kish ESS, Pareto k-hat, weighted means with standard errors, resampling.
 
 ArviZ has no weighted-sample support (arviz issue #2035), so these sit next to it and hand
-back ArviZ objects where that makes sense (:func:`resample` returns a ``DataTree``).
+back ArviZ objects where that makes sense ([`resample`][ebm_ppl.diagnostics.weights.resample] returns a
+``DataTree``).
 Weights are always given as *log* weights of shape ``(n,)``; they need not be normalized and
 may contain ``-inf`` (a walker with zero weight), never NaN or ``+inf``.
 
@@ -188,7 +189,7 @@ def weighted_mean(values, log_weights=None, *, chains: bool = False) -> Estimate
 
 def systematic_indices(key, log_weights, num_samples: int | None = None) -> np.ndarray:
     """Indices of a systematic resample (one uniform, O(n) with searchsorted;
-    :func:`ebm_ppl.weights.systematic_resample`)."""
+    [`ebm_ppl.weights.systematic_resample`][ebm_ppl.weights.systematic_resample])."""
     lw = check_log_weights(log_weights)
     m = lw.size if num_samples is None else check_positive("num_samples", num_samples, integer=True)
     return np.asarray(_w.systematic_resample(check_key(key), jax.numpy.asarray(lw), m))

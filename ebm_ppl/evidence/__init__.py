@@ -1,19 +1,24 @@
 """Evidence and log Z: annealing with Jarzynski or MCMC moves, honest errors, BAR check.
 
-* :mod:`.resampling` -- log-mean-exp, ESS, systematic and multinomial resampling, the
+* `resampling` -- log-mean-exp, ESS, systematic and multinomial resampling, the
   genealogy variance of log Z (shared with spins).
-* :mod:`.schedules` -- fixed and adaptive (conditional-ESS) schedules.
-* :mod:`.paths` -- geometric path from a reference; likelihood tempering of a model.
-* :mod:`.engine` -- the one annealing loop ``anneal`` (reweight, resample, move).
-* :mod:`.moves` -- Jarzynski (ULA, eq. 102-103), MALA, HMC and NUTS moves.
-* :mod:`.reference` -- automatic multi-mode reference (Laplace mixture, or a GMM fitted to a
+* `schedules` -- fixed and adaptive (conditional-ESS) schedules.
+* `paths` -- geometric path from a reference; likelihood tempering of a model.
+* `engine` -- the one annealing loop ``anneal`` (reweight, resample, move).
+* `moves` -- Jarzynski (ULA, eq. 102-103), MALA, HMC and NUTS moves.
+* `reference` -- automatic multi-mode reference (Laplace mixture, or a GMM
+fitted to a
   pilot run).
-* :mod:`.bar` -- BAR between forward and reverse passes.
-* :mod:`.api` -- ``log_partition`` and ``log_evidence``; :mod:`.result` -- ``EvidenceResult``.
-* :mod:`.bridge` -- ``bridge_sampling``: the evidence from posterior draws you already have.
-* :mod:`.compare` -- ``compare_evidence``: the table of log Z, Bayes factors, probabilities.
-* :mod:`.fingerprint` -- the observed-data fingerprint every evidence result records.
-* :mod:`.conjugate` -- conjugate models with exact evidence (tests, teaching).
+* `bar` -- BAR between forward and reverse passes.
+* `api` -- ``log_partition`` and ``log_evidence``; `result`
+-- ``EvidenceResult``.
+* `bridge` -- ``bridge_sampling``: the evidence from posterior draws you already
+have.
+* `compare` -- ``compare_evidence``: the table of log Z, Bayes factors,
+probabilities.
+* `fingerprint` -- the observed-data fingerprint every evidence result
+records.
+* `conjugate` -- conjugate models with exact evidence (tests, teaching).
 """
 
 from .api import DEFAULT_METHOD, METHODS, log_evidence, log_partition

@@ -1,8 +1,11 @@
-"""User-facing entry points: :func:`log_partition` (log Z of exp(-U)) and :func:`log_evidence`
+"""User-facing entry points: [`log_partition`][ebm_ppl.evidence.api.log_partition] (log Z of exp(-U)) and
+[`log_evidence`][ebm_ppl.evidence.api.log_evidence]
 (log p(data) of a NumPyro model).
 
-Both build a linear path (:mod:`.paths`), a move (:mod:`.moves`) and run the one annealing loop
-(:mod:`.engine`); "is" is plain importance sampling from the reference (seed eq. 2) and "ti"
+Both build a linear path (`paths`), a move (`moves`) and
+run the one annealing loop
+(`engine`); "is" is plain importance sampling from the reference (seed eq. 2) and
+"ti"
 thermodynamic integration ``log Z_1 = log Z_0 - int_0^1 E_beta[V] dbeta`` with NUTS moves on a
 fixed ladder (both baselines for teaching and comparison).
 """
@@ -61,8 +64,10 @@ def _options(*, method=DEFAULT_METHOD, num_walkers=4096, step_size=None, schedul
              adapt_step_size=True, step_jitter=None, precondition=True, resample_threshold=1.0,
              num_groups=None, bar=False, max_stages=1000, progress_bar=True,
              resampling="multinomial", bias_check=True) -> dict:
-    """Validate the run options :func:`log_partition` and :func:`log_evidence` share (defaults
-    as theirs); returns them as :func:`_run`'s keywords, with ``n`` walkers in ``g`` groups."""
+    """Validate the run options [`log_partition`][ebm_ppl.evidence.api.log_partition] and
+    [`log_evidence`][ebm_ppl.evidence.api.log_evidence] share (defaults
+    as theirs); returns them as [`_run`][ebm_ppl.evidence.api._run]'s keywords, with ``n`` walkers in ``g``
+    groups."""
     check_choice("method", method, METHODS)
     check_choice("resampling", resampling, RESAMPLING_SCHEMES)
     n = check_positive("num_walkers", num_walkers, integer=True)
@@ -123,7 +128,8 @@ def _reference_dim(potential_fn, dim, reference):
 
 
 _OPTION_NAMES = frozenset(inspect.signature(_options).parameters)
-"""The run options :func:`log_partition` and :func:`log_evidence` share, by their own names."""
+"""The run options [`log_partition`][ebm_ppl.evidence.api.log_partition] and
+[`log_evidence`][ebm_ppl.evidence.api.log_evidence] share, by their own names."""
 
 
 def _check_reference(reference, dim):
@@ -161,8 +167,8 @@ def log_partition(potential_fn, *, key, reference=None, dim: int | None = None,
     """log Z = log int exp(-U(x)) dx by annealing from a normalized reference (seed eq. 102-104).
 
     Args:
-        potential_fn: U on flat arrays of shape (dim,), an :class:`~ebm_ppl.energy.Energy` or
-            a target from :mod:`ebm_ppl.targets`.
+        potential_fn: U on flat arrays of shape (dim,), an [`Energy`][ebm_ppl.energy.Energy] or
+            a target from [`ebm_ppl.targets`][ebm_ppl.targets].
         key: a JAX random key. The same key gives the same result.
         dim: the dimension of a plain function's argument; not needed when the reference
             gives it (event shape ``(dim,)``) or ``potential_fn`` carries it.
@@ -177,7 +183,8 @@ def log_partition(potential_fn, *, key, reference=None, dim: int | None = None,
             "mala", "jarzynski" (ULA with exact nonequilibrium weights), "nuts", "is"
             (importance sampling from the reference, eq. 2) or "ti" (thermodynamic integration).
         num_walkers: walkers, resampled as one pool; ``log_z_se`` comes from their genealogy
-            (Lee & Whiteley 2018; see :func:`~ebm_ppl.evidence.resampling.genealogy_relative_variance`).
+            (Lee & Whiteley 2018; see
+            `genealogy_relative_variance`).
         num_groups: split the walkers into this many independent groups that resampling never
             mixes (default 1; one per device when sharded, so that resampling stays on each
             device). Each group's genealogy gives its variance; ``result.group_log_z`` holds
@@ -198,14 +205,16 @@ def log_partition(potential_fn, *, key, reference=None, dim: int | None = None,
         bar: also run the schedule in reverse from the final resampled walkers and report
             the BAR and reverse estimates (doubles the cost).
         progress_bar: show stages, beta and ESS while running.
-        devices, mesh: shard the walkers over devices (``"all"``, a count, a list of
+        devices: shard the walkers over devices (``"all"``, a count, a list of
             devices, or a ``jax.sharding.Mesh`` with a ``"walkers"`` axis; see
-            :mod:`ebm_ppl.sharding` and ``docs/scaling.md``); ``num_walkers`` must divide
+            [`ebm_ppl.sharding`][ebm_ppl.sharding] and ``docs/scaling.md``); ``num_walkers`` must divide
             evenly. Reductions and resampling stay global: the same key gives the same log Z
             as on one device, up to floating-point reduction order. ``result.walkers`` keeps
             the final walkers on the devices.
+        mesh: See `devices`.
 
-    A spin model (:mod:`ebm_ppl.spins`) is handed to :func:`ebm_ppl.spins.log_partition`
+    A spin model ([`ebm_ppl.spins`][ebm_ppl.spins]) is handed to
+    [`ebm_ppl.spins.log_partition`][ebm_ppl.spins.log_partition]
     (Gibbs sweeps; the options the two share are passed on, the others must keep their
     defaults).
     """
@@ -248,7 +257,8 @@ def log_evidence(model, *model_args, key, method: str = DEFAULT_METHOD, num_walk
 
     Walkers move in NumPyro's unconstrained space; ``result.samples`` are constrained
     posterior draws (weighted by ``result.log_weights``). Options as in
-    :func:`log_partition` (``devices=``/``mesh=`` shard the walkers); other keyword arguments
+    [`log_partition`][ebm_ppl.evidence.api.log_partition] (``devices=``/``mesh=`` shard the walkers); other
+    keyword arguments
     go to the model.
     """
     opts = _options(**{k: v for k, v in locals().items() if k in _OPTION_NAMES})
@@ -299,7 +309,8 @@ PILOT_FRACTION = 16  # the pilot anneals num_walkers / 16 walkers, at least 256
 
 def _pilot_reference(energy, key, broad, info, n, progress_bar):
     """No usable Laplace mode: anneal a few walkers from the broad Gaussian with the default
-    method and fit :func:`~.reference.pilot_reference` to them (its gradients are counted).
+    method and fit [`pilot_reference`][ebm_ppl.evidence.reference.pilot_reference] to them (its gradients are
+    counted).
     Up to 4 components, fewer when the pilot has under 5 walkers per fitted parameter pair."""
     n_pilot = max(256, n // PILOT_FRACTION // 16 * 16)
     pilot = _run(geometric_path(energy, broad), key, reference=broad,
@@ -466,7 +477,8 @@ PROBE_FRACTION = 4  # the bias probe anneals num_walkers / 4 walkers
 
 def _probe(path, key, n, sched, step_size, opts):
     """An independent run at lower effort (``n / PROBE_FRACTION`` walkers, one pool, same
-    schedule rule, moves and initial step) for the effort trend of :func:`_effort_trend`."""
+    schedule rule, moves and initial step) for the effort trend of
+    [`_effort_trend`][ebm_ppl.evidence.api._effort_trend]."""
     m = max(n // PROBE_FRACTION, 2)
     k_init, k_run = jax.random.split(key)
     state = _initial_state(path, k_init, m)

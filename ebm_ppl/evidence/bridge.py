@@ -61,25 +61,31 @@ SKEW_NOTE = 1.0          # |marginal skewness| above which "warp3" is suggested
 @dataclass(frozen=True)
 class BridgeResult:
     """log p(data) by bridge sampling, with the same interface as
-    :class:`~ebm_ppl.evidence.EvidenceResult` (``log_z``, ``log_z_se``, ``error``, ``messages``,
+    [`EvidenceResult`][ebm_ppl.evidence.EvidenceResult] (``log_z``, ``log_z_se``, ``error``, ``messages``,
     ``to_arviz``, ``save``/``load``).
 
     Attributes:
-        log_z, log_z_se: the estimate and its standard error ``sqrt(RE^2)`` (Fruhwirth-
+        log_z: the estimate and its standard error ``sqrt(RE^2)`` (Fruhwirth-
             Schnatter 2004, autocorrelation included).
+        log_z_se: See `log_z`.
         method: "bridge (normal)" or "bridge (warp3)".
         samples: the constrained draws of the latent sites that entered the bridge (the
             second half of every chain), ``(chain, draw, ...)``.
         log_ratio_posterior: ``log l1 = log q - log g`` on those draws, ``(chain, draw)``.
         log_ratio_proposal: ``log l2`` on the proposal draws.
-        num_draws, num_fit_draws, num_proposal: ``N1``, the draws that fitted the proposal,
+        num_draws: ``N1``, the draws that fitted the proposal,
             ``N2``.
+        num_fit_draws: See `num_draws`.
+        num_proposal: See `num_draws`.
         ess: effective sample size of ``f2`` (the posterior side of the error); ``ess_draws``
             the median ESS of the draws' coordinates (``N1_eff`` in ``s1``).
         rhat: the largest R-hat of the unconstrained coordinates over all draws.
-        relative_mse_proposal, relative_mse_posterior: the two terms of ``RE^2``.
-        num_iterations, converged, log_z_trace: the iteration of the bridge estimator.
-        data_fingerprint: hash of the observed data (see :mod:`.fingerprint`).
+        relative_mse_proposal: the two terms of ``RE^2``.
+        relative_mse_posterior: See `relative_mse_proposal`.
+        num_iterations: the iteration of the bridge estimator.
+        converged: See `num_iterations`.
+        log_z_trace: See `num_iterations`.
+        data_fingerprint: hash of the observed data (see `fingerprint`).
         reliable: False when R-hat, too few effective draws or a non-converged iteration say
             the error bar is not to be trusted (the reasons are in ``messages``).
     """
@@ -144,14 +150,15 @@ class BridgeResult:
         return dt
 
     def save(self, path):
-        """Write this result to a netCDF file (see :meth:`EvidenceResult.save`)."""
+        """Write this result to a netCDF file (see
+        [`EvidenceResult.save`][ebm_ppl.evidence.result.EvidenceResult.save])."""
         from ..persist import save_result
 
         return save_result(self, path, arviz_tree=self.to_arviz())
 
     @classmethod
     def load(cls, path) -> "BridgeResult":
-        """Read a result written by :meth:`save`, bit for bit."""
+        """Read a result written by `save`, bit for bit."""
         from ..persist import load_result
 
         return load_result(path, cls)
@@ -444,9 +451,11 @@ def bridge_sampling(posterior, model, *model_args, key, method: str = "normal",
         key: a JAX random key for the proposal draws.
         method: "normal" (Gaussian proposal fitted to half the draws) or "warp3" (matches
             skewness too; twice the density evaluations; the choice for skewed posteriors).
-        tol, max_iterations: stopping rule of the iteration (change of log Z).
+        tol: stopping rule of the iteration (change of log Z).
+        max_iterations: See `tol`.
 
-    Returns a :class:`BridgeResult`; see the module docstring for the equations. Models with
+    Returns a [`BridgeResult`][ebm_ppl.evidence.bridge.BridgeResult]; see the module docstring for the
+    equations. Models with
     discrete latent sites are refused by name; too few draws, missing sites or draws of the
     wrong shape raise ``ValueError``; chains that did not converge (R-hat), too few effective
     draws or an iteration that did not converge are reported in ``messages`` and make

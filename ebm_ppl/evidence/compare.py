@@ -88,13 +88,15 @@ def compare_evidence(results, prior_probs=None, *, interval: float = 0.95,
 
     Args:
         results: ``{name: result}`` (or a list, named ``model_0``...) of results of
-            :func:`ebm_ppl.log_evidence` or :func:`ebm_ppl.bridge_sampling`, any mix.
+            [`ebm_ppl.log_evidence`][ebm_ppl.log_evidence] or
+            [`ebm_ppl.bridge_sampling`][ebm_ppl.bridge_sampling], any mix.
         prior_probs: prior model probabilities (dict by name or sequence in order); None for
             equal ones. They are normalized.
         interval: probability mass of the posterior-probability intervals.
         check_data: refuse results whose observed-data fingerprints differ (``ValueError``);
             warn when a result has none.
-        num_draws, seed: the Monte Carlo draws of the intervals (module docstring).
+        num_draws: the Monte Carlo draws of the intervals (module docstring).
+        seed: See `num_draws`.
 
     Columns: ``rank``, ``log_z``, ``se`` (the error each result reports), ``log_bf`` and
     ``log_bf_se`` against the top row, ``prob`` (posterior model probability) with

@@ -1,10 +1,12 @@
 """Conjugate NumPyro models with their exact evidence, for tests, benchmarks and teaching.
 
-* :func:`nig_regression` -- linear regression with unknown noise: ``sigma^2 ~ InvGamma(a0, b0)``,
+* [`nig_regression`][ebm_ppl.evidence.conjugate.nig_regression] -- linear regression with unknown noise:
+``sigma^2 ~ InvGamma(a0, b0)``,
   ``w | sigma^2 ~ N(0, sigma^2 v0 I)``, ``y ~ N(X w, sigma^2 I)``. Marginally
   ``y ~ Student-t_{2 a0}(0, (b0 / a0) (I + v0 X X^T))`` (e.g. Bishop 2006, eq. 2.161 with the
-  normal-inverse-gamma prior), so :func:`nig_log_evidence` is exact.
-* :func:`beta_binomial` -- ``p ~ Beta(a, b)``, ``k_i ~ Binomial(n_i, p)``:
+  normal-inverse-gamma prior), so [`nig_log_evidence`][ebm_ppl.evidence.conjugate.nig_log_evidence] is exact.
+* [`beta_binomial`][ebm_ppl.evidence.conjugate.beta_binomial] -- ``p ~ Beta(a, b)``,
+``k_i ~ Binomial(n_i, p)``:
   ``p(k) = prod_i C(n_i, k_i) B(a + sum k, b + sum (n - k)) / B(a, b)``.
 """
 
@@ -35,7 +37,8 @@ def nig_regression(X, y=None, a0: float = NIG_PRIOR["a0"], b0: float = NIG_PRIOR
 
 def nig_log_evidence(X, y, a0: float = NIG_PRIOR["a0"], b0: float = NIG_PRIOR["b0"],
                      v0: float = NIG_PRIOR["v0"]) -> float:
-    """Exact ``log p(y)`` of :func:`nig_regression`: the multivariate Student-t density."""
+    """Exact ``log p(y)`` of [`nig_regression`][ebm_ppl.evidence.conjugate.nig_regression]: the multivariate
+    Student-t density."""
     X, y = np.asarray(X, float), np.asarray(y, float)
     n = len(y)
     shape = (b0 / a0) * (np.eye(n) + v0 * X @ X.T)
@@ -61,7 +64,7 @@ def _log_beta(x, y):
 
 def beta_binomial_log_evidence(n_trials, k, a: float = BETA_PRIOR["a"],
                                b: float = BETA_PRIOR["b"]) -> float:
-    """Exact ``log p(k)`` of :func:`beta_binomial`."""
+    """Exact ``log p(k)`` of [`beta_binomial`][ebm_ppl.evidence.conjugate.beta_binomial]."""
     n, k = np.asarray(n_trials, int).ravel(), np.asarray(k, int).ravel()
     log_choose = sum(lgamma(ni + 1) - lgamma(ki + 1) - lgamma(ni - ki + 1) for ni, ki in zip(n, k))
     return float(log_choose + _log_beta(a + k.sum(), b + (n - k).sum()) - _log_beta(a, b))

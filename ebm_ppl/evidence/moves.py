@@ -1,9 +1,10 @@
-"""Moves for the annealing engine on a :class:`~ebm_ppl.evidence.paths.LinearPath`.
+"""Moves for the annealing engine on a [`LinearPath`][ebm_ppl.evidence.paths.LinearPath].
 
 Each factory returns ``move(key, state, beta, step_size) -> (state, MoveInfo)`` acting on a
-batch of walkers (:class:`~ebm_ppl.evidence.paths.PathState`, leading axis N) with per-walker
+batch of walkers ([`PathState`][ebm_ppl.evidence.paths.PathState], leading axis N) with per-walker
 step sizes. All moves work in coordinates ``y = x / s`` where ``s`` is the walkers' per-coordinate
-robust scale (:func:`walker_scale`; ``precondition=False`` uses ``s = 1``). ``s`` is NOT fixed:
+robust scale ([`walker_scale`][ebm_ppl.evidence.moves.walker_scale]; ``precondition=False`` uses ``s = 1``).
+``s`` is NOT fixed:
 it is recomputed from the current walkers before every move, then held constant within the
 move (the same ``s`` in the forward and the reverse proposal density), so each acceptance ratio
 and Jarzynski increment is exact given ``s``. Because ``s`` is estimated from the walkers
@@ -12,12 +13,15 @@ adapted from the population, as in adaptive SMC samplers: invariance holds given
 walkers, with a feedback of order 1/N through the median (see ``docs/evidence.md`` on the bias
 such feedback can cause, and ``precondition=False`` to switch it off).
 
-* :func:`jarzynski_move` -- ULA (seed eq. 67) with the log weight increment of eq. 102-103 at
+* [`jarzynski_move`][ebm_ppl.evidence.moves.jarzynski_move] -- ULA (seed eq. 67) with the log weight increment
+of eq. 102-103 at
   fixed energy, i.e. the log Metropolis ratio that ULA skips (shared with MALA through
-  :func:`~ebm_ppl.kernels.langevin_log_ratio`); one gradient per step, never rejects.
-* :func:`mala_move` -- the same proposal with the Metropolis test (invariant).
-* :func:`hmc_move` -- batched leapfrog HMC with ``num_leapfrog`` steps (invariant).
-* :func:`nuts_move` -- NumPyro's NUTS (``numpyro.infer.hmc.hmc(..., algo="NUTS")``) per walker.
+  [`langevin_log_ratio`][ebm_ppl.kernels.langevin_log_ratio]); one gradient per step, never rejects.
+* [`mala_move`][ebm_ppl.evidence.moves.mala_move] -- the same proposal with the Metropolis test (invariant).
+* [`hmc_move`][ebm_ppl.evidence.moves.hmc_move] -- batched leapfrog HMC with ``num_leapfrog`` steps
+(invariant).
+* [`nuts_move`][ebm_ppl.evidence.moves.nuts_move] -- NumPyro's NUTS
+(``numpyro.infer.hmc.hmc(..., algo="NUTS")``) per walker.
 
 ULA, MALA and HMC are written on the whole (N, dim) batch, not as per-walker functions under
 vmap: the same arithmetic and random numbers, fused by XLA into fewer passes (on the CPU at

@@ -1,14 +1,18 @@
 """Paths of energies linear in beta: ``U_beta(x) = U_0(x) + beta V(x)``, beta from 0 to 1.
 
-* :func:`geometric_path` -- from a normalized reference rho_0 (``U_0 = -log rho_0``, so
+* [`geometric_path`][ebm_ppl.evidence.paths.geometric_path] -- from a normalized reference rho_0
+(``U_0 = -log rho_0``, so
   ``log Z_0 = 0``) to an energy ``U``: ``U_beta = (1 - beta) U_0 + beta U`` (``V = U - U_0``).
-* :func:`tempering_path` -- likelihood tempering of a NumPyro model, from the prior to the
+* [`tempering_path`][ebm_ppl.evidence.paths.tempering_path] -- likelihood tempering of a NumPyro model, from
+the prior to the
   posterior: ``U_beta = -log prior - beta log likelihood`` (``log Z_0 = 0``, ``log Z_1`` is the
   evidence, seed eq. 1-2).
 
-A path caches, per walker, ``U_0``, ``V`` and their gradients (:class:`PathState`), so the
+A path caches, per walker, ``U_0``, ``V`` and their gradients
+([`PathState`][ebm_ppl.evidence.paths.PathState]), so the
 energy and gradient at any beta are free and a move costs one evaluation of each per point.
-A :class:`LinearPath` is a JAX pytree: its data (the reference distribution) is traced and
+A [`LinearPath`][ebm_ppl.evidence.paths.LinearPath] is a JAX pytree: its data (the reference distribution) is
+traced and
 its functions are static, so one compiled annealing stage serves every reference of the same
 structure (new seeds, new references) without recompiling.
 """

@@ -16,7 +16,8 @@ whatever it looks like; a good one only lowers the variance.
 
 When no minimum qualifies (an energy unbounded below, or whose only minima are needles, like
 Neal's funnel), the API runs a short *pilot* annealing from the broad Gaussian and
-:func:`pilot_reference` fits a diagonal Gaussian mixture (EM, :func:`fit_gaussian_mixture`) to
+[`pilot_reference`][ebm_ppl.evidence.reference.pilot_reference] fits a diagonal Gaussian mixture (EM,
+[`fit_gaussian_mixture`][ebm_ppl.evidence.reference.fit_gaussian_mixture]) to
 its weighted walkers, keeping the broad Gaussian as the defensive component. Several
 components follow a shape no single Gaussian does: on the funnel, one settles in the neck (small
 x-scales at low v), another in the mouth.
@@ -271,10 +272,12 @@ def pilot_reference(positions, log_weights, broad, *, num_components: int = 4,
                     defensive_weight: float = 0.1, seed: int = 0):
     """Reference from a pilot run's weighted walkers: ``(1 - w) GMM + w broad``.
 
-    The mixture's components are diagonal Gaussians fitted by :func:`fit_gaussian_mixture`;
+    The mixture's components are diagonal Gaussians fitted by
+    [`fit_gaussian_mixture`][ebm_ppl.evidence.reference.fit_gaussian_mixture];
     their variances are floored at (1e-3 x the walkers' robust scale)^2, the robust scale being
     1.4826 x the weighted median absolute deviation per coordinate. ``broad`` (the one-component
-    fallback of :func:`auto_reference`) keeps every region reachable. Returns
+    fallback of [`auto_reference`][ebm_ppl.evidence.reference.auto_reference]) keeps every region reachable.
+    Returns
     ``(reference, fitted)`` with ``fitted = dict(weights, means, stds, defensive_weight)``.
     """
     x = np.asarray(positions, float)

@@ -7,10 +7,12 @@ so the annealing engine, the spin free-energy code and users can share it. Conve
   ``w_i = exp(log_w_i)`` is ``log_mean_exp(log_w)`` (seed eq. 2 and eq. 104).
 * The Kish effective sample size of weights is ``(sum w)^2 / sum w^2`` (between 1 and n).
 * Systematic resampling draws one uniform and costs O(n) with ``searchsorted`` (a categorical
-  draw over n logits would be O(n^2)); :func:`resample_if` runs it under ``lax.cond`` only when
+  draw over n logits would be O(n^2)); [`resample_if`][ebm_ppl.evidence.resampling.resample_if] runs it under
+  ``lax.cond`` only when
   the ESS falls below a threshold and folds the discarded normalization into ``log Z``.
 * Multinomial resampling (also O(n)) is the scheme under which the one-run variance estimate
-  of ``Z`` from the walkers' genealogy, :func:`genealogy_relative_variance`, is exact.
+  of ``Z`` from the walkers' genealogy,
+  `genealogy_relative_variance`, is exact.
 """
 
 from __future__ import annotations
@@ -95,7 +97,9 @@ def multinomial_resample(key: Array, log_w: Array, num_samples: int | None = Non
     (the order statistics of ``m`` uniforms), looked up with ``searchsorted`` on the cumulative
     weights; a categorical draw over n logits would be O(n m). The indices come out sorted,
     which is the same multiset as ``m`` iid draws. This is the scheme under which the
-    genealogy variance estimator (:func:`genealogy_relative_variance`) is exact. When every
+    genealogy variance estimator
+    (`genealogy_relative_variance`) is exact. When
+    every
     weight is zero the identity is returned.
     """
     n = log_w.shape[-1]
@@ -138,7 +142,7 @@ def genealogy_relative_variance(log_w: Array, eve: Array, num_resamplings: Array
 
 
 class ResampleResult(NamedTuple):
-    """Outcome of :func:`resample_if`.
+    """Outcome of [`resample_if`][ebm_ppl.evidence.resampling.resample_if].
 
     ``indices``: which walker each slot copies (identity when nothing was resampled);
     ``log_w``: the new log weights (zeros after a resample); ``log_z_increment``: what

@@ -46,18 +46,23 @@ class EvidenceResult:
         num_resamples: stages at which the walkers were resampled.
         num_gradient_evals: target gradient evaluations, all walkers, every pass, plus the
             automatic reference's optimization.
-        log_z_bar, log_z_bar_se, log_z_reverse, log_z_reverse_se: the BAR and reverse-pass
+        log_z_bar: the BAR and reverse-pass
             estimates (``bar=True``); ``bar_consistent`` is False when either disagrees with
             ``log_z`` beyond 3 combined standard errors (the reverse estimate is biased high
             and the forward one low when the protocol is too fast: hysteresis).
+        log_z_bar_se: See `log_z_bar`.
+        log_z_reverse: See `log_z_bar`.
+        log_z_reverse_se: See `log_z_bar`.
         walkers: the final walkers as a flat ``(num_walkers, dim)`` ``jax.Array`` in the
             sampler's (unconstrained) coordinates, left on the device(s): sharded over the
             ``"walkers"`` mesh axis when the run had ``devices=`` or ``mesh=``.
-        num_dead, num_dead_per_stage: walkers whose energy or gradient became non-finite
+        num_dead: walkers whose energy or gradient became non-finite
             (weight zero, removed at the next resampling), in total and per stage.
-        data_fingerprint: a hash of the model's observed data (:func:`log_evidence` only), so
-            that :func:`ebm_ppl.compare_evidence` refuses evidences of different data.
-        log_likelihood: for :func:`~ebm_ppl.log_evidence`, the pointwise log-likelihood of
+        num_dead_per_stage: See `num_dead`.
+        data_fingerprint: a hash of the model's observed data
+            ([`log_evidence`][ebm_ppl.evidence.api.log_evidence] only), so
+            that [`ebm_ppl.compare_evidence`][ebm_ppl.compare_evidence] refuses evidences of different data.
+        log_likelihood: for [`log_evidence`][ebm_ppl.log_evidence], the pointwise log-likelihood of
             each observed site at the walkers (dict of ``(num_walkers, ...)`` arrays).
     """
 
@@ -158,23 +163,24 @@ class EvidenceResult:
 
     def save(self, path):
         """Write this result to a netCDF file (an ArviZ ``DataTree``: ``posterior`` and
-        ``sample_stats`` as in :meth:`to_arviz`, plus every field, weights included, stored
+        ``sample_stats`` as in `to_arviz`, plus every field, weights included, stored
         exactly; the ``reference`` object is stored as its description). Returns the path."""
         return save_result(self, path, arviz_tree=self.to_arviz())
 
     @classmethod
     def load(cls, path) -> "EvidenceResult":
-        """Read a result written by :meth:`save`; every array and number is bit-identical
+        """Read a result written by `save`; every array and number is bit-identical
         (``reference`` comes back as its description string)."""
         return load_result(path, cls)
 
     def to_arviz(self):
         """An ArviZ DataTree by the library's rule for weighted results
-        (:func:`ebm_ppl.diagnostics.weighted_datatree`): ``posterior`` is an equal-weight
+        ([`ebm_ppl.diagnostics.weighted_datatree`][ebm_ppl.diagnostics.weighted_datatree]): ``posterior`` is
+        an equal-weight
         resample of the walkers of size round(Kish ESS), so ``az.summary`` / ``az.loo`` on it
         are right; ``weighted_posterior`` holds every walker with its ``log_weight`` and
         ``weight`` (``ep.diagnostics.summary`` of the tree reads it); ``log_likelihood``
-        (results of :func:`~ebm_ppl.log_evidence`) the pointwise log-likelihood at the
+        (results of [`log_evidence`][ebm_ppl.log_evidence]) the pointwise log-likelihood at the
         resampled draws. log Z, the schedule and the stage ESS go in the attributes."""
         from ..diagnostics.summary import weighted_datatree
 

@@ -1,8 +1,10 @@
 """Annealing schedules beta_0 = 0 < beta_1 < ... < beta_K = 1.
 
-Fixed schedules are plain arrays (:func:`linear`, :func:`geometric`, :func:`power`); an
-:class:`Adaptive` schedule picks each next beta inside the engine so that the conditional ESS
-of the weight increment (see :func:`~ebm_ppl.evidence.resampling.conditional_ess`) equals a
+Fixed schedules are plain arrays ([`linear`][ebm_ppl.evidence.schedules.linear],
+[`geometric`][ebm_ppl.evidence.schedules.geometric], [`power`][ebm_ppl.evidence.schedules.power]); an
+[`Adaptive`][ebm_ppl.evidence.schedules.Adaptive] schedule picks each next beta inside the engine so that the
+conditional ESS
+of the weight increment (see [`conditional_ess`][ebm_ppl.evidence.resampling.conditional_ess]) equals a
 target, by bisection. Paths here are linear in beta (``U_beta = U_0 + beta V``), so the
 increment for ``beta -> beta'`` is ``-(beta' - beta) V(x)`` and the search costs no gradient.
 """
@@ -91,7 +93,8 @@ def increment(delta: jax.Array, dbeta) -> jax.Array:
 
 
 def as_schedule(schedule, num_stages=None, target_ess: float = 0.5):
-    """Normalize the user's ``schedule`` argument into an :class:`Adaptive` or a beta array."""
+    """Normalize the user's ``schedule`` argument into an [`Adaptive`][ebm_ppl.evidence.schedules.Adaptive] or
+    a beta array."""
     if isinstance(schedule, Adaptive):
         return schedule
     if isinstance(schedule, str):

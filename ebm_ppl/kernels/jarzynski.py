@@ -9,7 +9,7 @@ a log weight A updated by
 so that for any protocol, weighted averages are exact expectations under exp(-U_k)/Z_k and
 Z_k = Z_0 E[exp(A_k)] (eq. 104), although ULA alone is biased. The increment equals the
 MALA log acceptance ratio with the reverse move taken under U_{k+1}
-(:func:`~ebm_ppl.kernels.langevin.langevin_log_ratio`); one step costs one
+([`langevin_log_ratio`][ebm_ppl.kernels.langevin.langevin_log_ratio]); one step costs one
 ``value_and_grad`` of the *next* energy, whose gradient then drives the next move.
 """
 

@@ -4,7 +4,8 @@ ULA is the move ``x' = x - h grad U(x) + sqrt(2h) xi``; MALA is that move follow
 Metropolis-Hastings test of eq. 60 with the Gaussian proposal density of eq. 78. The log
 acceptance ratio of MALA, with the energy of the reverse move allowed to differ from the
 forward one, is exactly the Jarzynski work increment of eq. 102-103 (see
-:mod:`ebm_ppl.kernels.jarzynski`), so both share :func:`langevin_log_ratio`.
+[`ebm_ppl.kernels.jarzynski`][ebm_ppl.kernels.jarzynski]), so both share
+[`langevin_log_ratio`][ebm_ppl.kernels.langevin.langevin_log_ratio].
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ class LangevinState(NamedTuple):
 class StepInfo(NamedTuple):
     """Per-step diagnostics of one kernel step on one walker (not carried to the next step).
 
-    Not to be confused with :class:`ebm_ppl.evidence.MoveInfo`, what an annealing move over a
+    Not to be confused with `ebm_ppl.evidence.MoveInfo`, what an annealing move
+    over a
     batch of walkers reports to the engine. (This class was also called ``MoveInfo`` before;
     ``ebm_ppl.kernels.MoveInfo`` still works, with a DeprecationWarning.)
 
@@ -67,7 +69,7 @@ def ula_move(key: Array, state: LangevinState, potential_fn: PotentialFn,
              step_size, metric: Metric | None = None) -> LangevinState:
     """One ULA move, eq. 67: ``x' = x - h grad U(x) + sqrt(2h) xi``, then cache U, grad U at x'.
 
-    With a ``metric`` (mass matrix M, :mod:`~ebm_ppl.kernels.metric`) the move is the
+    With a ``metric`` (mass matrix M, [`metric`][ebm_ppl.kernels.metric]) the move is the
     preconditioned ``x' = x - h M^-1 grad U(x) + sqrt(2h) M^-1/2 xi``."""
     x = state.position
     noise = jax.random.normal(key, x.shape, x.dtype)

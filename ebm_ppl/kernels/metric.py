@@ -1,9 +1,10 @@
 """A Euclidean metric (mass matrix) for the preconditioned kernels, in NumPyro's convention.
 
-NumPyro's adaptation (:func:`numpyro.infer.hmc_util.warmup_adapter`) keeps three arrays: the
+NumPyro's adaptation (`numpyro.infer.hmc_util.warmup_adapter`) keeps three arrays: the
 inverse mass matrix ``M^-1`` (a vector for a diagonal metric, a matrix for a dense one),
 ``mass_matrix_sqrt`` = A with ``A A^T = M`` and ``mass_matrix_sqrt_inv`` = B = A^-1 (lower
-triangular), so that ``B^T B = M^-1``. The kernels read them from a :class:`Metric`; ``None``
+triangular), so that ``B^T B = M^-1``. The kernels read them from a [`Metric`][ebm_ppl.kernels.metric.Metric];
+``None``
 means the identity (the unpreconditioned kernels, bit for bit).
 
 Preconditioned Langevin (seed eq. 67 and 78 with the metric M): the move is
@@ -32,7 +33,8 @@ class Metric(NamedTuple):
 
 
 def make_metric(inverse_mass_matrix, dense: bool | None = None) -> Metric:
-    """A :class:`Metric` from ``M^-1`` (vector: diagonal, matrix: dense), with NumPyro's roots."""
+    """A [`Metric`][ebm_ppl.kernels.metric.Metric] from ``M^-1`` (vector: diagonal, matrix: dense), with
+    NumPyro's roots."""
     imm = jnp.asarray(inverse_mass_matrix)
     dense = imm.ndim == 2 if dense is None else dense
     return Metric(*_initialize_mass_matrix(jnp.zeros(imm.shape[-1], imm.dtype), imm, dense))

@@ -1,7 +1,8 @@
 """Figures (matplotlib): every function returns a ``Figure`` and never calls ``show()``.
 
-Seed figures (:mod:`.seed`), MCMC diagnostics through ArviZ (:mod:`.mcmc`), and runs of the
-evidence, training and spin parts (:mod:`.runs`).
+Seed figures (`seed`), MCMC diagnostics through ArviZ (`mcmc`),
+and runs of the
+evidence, training and spin parts (`runs`).
 """
 
 from .compare import plot_evidence_comparison

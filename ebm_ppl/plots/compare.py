@@ -1,4 +1,4 @@
-"""The figure of a model comparison by evidence (:func:`ebm_ppl.compare_evidence`)."""
+"""The figure of a model comparison by evidence ([`ebm_ppl.compare_evidence`][ebm_ppl.compare_evidence])."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ __all__ = ["plot_evidence_comparison"]
 
 
 def plot_evidence_comparison(table, *, exact: Mapping | None = None):
-    """Two panels from the table :func:`ebm_ppl.compare_evidence` returns: log Bayes factor
+    """Two panels from the table [`ebm_ppl.compare_evidence`][ebm_ppl.compare_evidence] returns: log Bayes
+    factor
     against the best model +-2 se per model (with the exact ones, ``exact = {name: log Z}``,
     when known), and the posterior model probabilities with their intervals."""
     names = [str(n) for n in table.index]

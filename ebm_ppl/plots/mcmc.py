@@ -48,7 +48,7 @@ def plot_rank(data, *, var_names=None, title: str = "Rank plot (uniform when cha
 
 
 def plot_bias_report(report, statistics=None):
-    """One panel per statistic of a :class:`~ebm_ppl.diagnostics.BiasReport`: each sampler's
+    """One panel per statistic of a [`BiasReport`][ebm_ppl.diagnostics.BiasReport]: each sampler's
     estimate +-2 MCSE, with the exact value (dashed) and ULA's eq. 73 theory (crosses)."""
     table = report.table
     stats = list(dict.fromkeys(table.index.get_level_values("statistic")))

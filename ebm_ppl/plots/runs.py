@@ -143,7 +143,7 @@ def plot_training(runs, *, exact_log_z=None, exact_mode_weights=None, mode_weigh
 
 def ising_exact_curves(L: int, temperatures, *, J: float = 1.0) -> dict:
     """Exact energy per spin (Kaufman), <m^2> (transfer matrix, L <= 8) and <|m|> (L <= 4) of
-    the periodic L x L Ising model on a grid of temperatures (uses :mod:`ebm_ppl.spins`)."""
+    the periodic L x L Ising model on a grid of temperatures (uses [`ebm_ppl.spins`][ebm_ppl.spins])."""
     from ..spins import ising_exact
 
     ts = as_1d(temperatures, "temperatures")
@@ -157,7 +157,8 @@ def plot_ising(temperatures, *, energy=None, energy_se=None, magnetization=None,
                exact: dict | None = None, J: float = 1.0):
     """Ising energy per spin and magnetization (``m2`` = <m^2> or ``abs_m`` = <|m|>) against
     the temperature: measurements +-2 se as points, exact finite-L curves as lines (computed
-    for ``L`` unless ``exact`` from :func:`ising_exact_curves` is given), Onsager's
+    for ``L`` unless ``exact`` from [`ising_exact_curves`][ebm_ppl.plots.runs.ising_exact_curves] is given),
+    Onsager's
     infinite-lattice magnetization dotted and T_c marked."""
     from ..errors import check_choice
     from ..spins import T_CRITICAL, onsager_magnetization

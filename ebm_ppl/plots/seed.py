@@ -132,7 +132,7 @@ def plot_ula_covariance(target=None, step_sizes=(2e-3, 5e-3, 1e-2, 1.5e-2, 1.9e-
     """Example 4.1: ULA's stationary variance along each principal axis of Sigma against the
     step h; theory Sigma (I - h Sigma^{-1}/2)^{-1} (eq. 73) as curves, simulation +-2 MCSE as
     points, the exact variance (h -> 0) dashed. ``report``: a finished
-    :func:`~ebm_ppl.diagnostics.sampler_bias_report` to plot instead of running one."""
+    [`sampler_bias_report`][ebm_ppl.diagnostics.sampler_bias_report] to plot instead of running one."""
     target = anisotropic_gaussian_2d() if target is None else target
     if getattr(target, "cov", None) is None:
         raise ValueError("plot_ula_covariance needs a Gaussian target with a known cov")

@@ -9,7 +9,7 @@ from ._util import subplots
 
 def plot_step_size_selection(selection, *, reference=None, title=None):
     """KSD of ULA's draws against the step size, from
-    :func:`~ebm_ppl.diagnostics.select_step_size`, with the chosen step marked.
+    [`select_step_size`][ebm_ppl.diagnostics.select_step_size], with the chosen step marked.
 
     ``reference``: another selection (e.g. a fine grid) drawn as a line for comparison.
     Returns the matplotlib Figure.

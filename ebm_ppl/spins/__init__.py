@@ -1,7 +1,7 @@
 """Spin systems on {-1, +1}^N: energies with exact answers, spin-flip kernels, free energies.
 
 Seed Appendix A (eq. 107-110), section 4 (Gibbs sampling, parallel tempering) and section 5
-(free energy). Parallel tempering over any kernel lives in :mod:`ebm_ppl.tempering`.
+(free energy). Parallel tempering over any kernel lives in [`ebm_ppl.tempering`][ebm_ppl.tempering].
 """
 
 from .exact import (

@@ -1,13 +1,16 @@
 """Exact answers for spin systems: Kaufman's log Z, transfer matrices, enumeration, Curie-Weiss.
 
-* :func:`ising_log_z` -- Kaufman (1949) for the L x L periodic lattice at h = 0, in mpmath:
+* [`ising_log_z`][ebm_ppl.spins.exact.ising_log_z] -- Kaufman (1949) for the L x L periodic lattice at h = 0,
+in mpmath:
   the four products overflow float64 from L ~ 32 on, and above T_c the fourth (negative) one
   cancels part of the others.
-* :func:`ising_exact` -- log Z, energy per spin and specific heat per spin as derivatives of
+* [`ising_exact`][ebm_ppl.spins.exact.ising_exact] -- log Z, energy per spin and specific heat per spin as
+derivatives of
   Kaufman's log Z in K = J / T (mpmath differentiation), plus <m^2> from the row transfer
   matrix for L <= 8 and <|m|> by enumeration for L <= 4.
-* :func:`enumerate_exact` -- brute force over 2^N states of any spin model (N <= 24).
-* :func:`curie_weiss_exact` -- summation over the N + 1 magnetizations.
+* [`enumerate_exact`][ebm_ppl.spins.exact.enumerate_exact] -- brute force over 2^N states of any spin model (N
+<= 24).
+* [`curie_weiss_exact`][ebm_ppl.spins.exact.curie_weiss_exact] -- summation over the N + 1 magnetizations.
 """
 
 from __future__ import annotations
@@ -181,5 +184,6 @@ def curie_weiss_exact(N: int, beta: float, J: float = 1.0, h: float = 0.0) -> Sp
 
 
 def curie_weiss_log_z(N: int, beta: float, J: float = 1.0, h: float = 0.0) -> float:
-    """Exact log Z of the Curie-Weiss model (see :func:`curie_weiss_exact`)."""
+    """Exact log Z of the Curie-Weiss model (see
+    [`curie_weiss_exact`][ebm_ppl.spins.exact.curie_weiss_exact])."""
     return curie_weiss_exact(N, beta, J, h).log_z

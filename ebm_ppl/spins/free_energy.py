@@ -2,7 +2,7 @@
 
 At beta = 0 every configuration has the same weight, so ``log Z_0 = N log 2`` and exact draws
 are uniform spins. The path ``U_t(s) = t U(s)``, t from 0 to 1, is linear in t, which is the
-path contract of the evidence engine (:func:`ebm_ppl.evidence.anneal`, the same loop as
+path contract of the evidence engine ([`ebm_ppl.evidence.anneal`][ebm_ppl.evidence.anneal], the same loop as
 ``ep.log_partition``): annealed-importance increments ``-(t' - t) U(s)``, resampling inside
 independent walker groups, and Metropolis or heat-bath Gibbs sweeps at each t (they leave
 exp(-t U) invariant, so no extra weight). ``F = -log Z`` (in units of the temperature).
@@ -58,11 +58,11 @@ def log_partition(model, *, key, kernel: str = "gibbs", num_walkers: int = 1024,
                   num_groups: int | None = None, max_stages: int = 1000,
                   progress_bar: bool = True):
     """log Z of a spin model by annealing from beta = 0; returns an
-    :class:`~ebm_ppl.evidence.EvidenceResult` (as ``ep.log_partition`` does).
+    [`EvidenceResult`][ebm_ppl.evidence.EvidenceResult] (as ``ep.log_partition`` does).
 
     Args:
-        model: a spin model (:class:`~ebm_ppl.spins.Ising`, :class:`~ebm_ppl.spins.CurieWeiss`,
-            :class:`~ebm_ppl.spins.BoltzmannMachine`, ...); its own ``beta`` is the target.
+        model: a spin model ([`Ising`][ebm_ppl.spins.Ising], [`CurieWeiss`][ebm_ppl.spins.CurieWeiss],
+            [`BoltzmannMachine`][ebm_ppl.spins.BoltzmannMachine], ...); its own ``beta`` is the target.
         kernel: "gibbs" (heat bath) or "metropolis" sweeps, ``num_moves`` per stage.
         schedule: "adaptive" (next t at conditional ESS ``target_ess``), "linear", "geometric",
             "power" (with ``num_stages``), or an increasing array of t from 0 to 1.

@@ -4,7 +4,7 @@ Pure kernels with the library's signature ``step(key, state, potential_fn, step_
 step is one *sweep* (every site visited once); ``step_size`` is accepted and ignored.
 
 * With a spin model (anything with ``flip_delta``, ``colors`` and the sweep cache, e.g.
-  :class:`~ebm_ppl.spins.Ising`), the sweep updates the sites colour by colour: the sites of one
+  [`Ising`][ebm_ppl.spins.Ising]), the sweep updates the sites colour by colour: the sites of one
   colour do not interact, so all of them are updated at once from the local fields (the
   checkerboard for a lattice, fully vectorized). Without colours (dense couplings) it visits
   the sites one after the other, with a cache when the model has one (Curie-Weiss keeps the
@@ -56,7 +56,8 @@ def heat_bath_prob(delta: Array) -> Array:
 
 def spin_sweep(key: Array, state: SpinState, potential_fn: Callable, flip_prob: Callable
                ) -> tuple[SpinState, SpinInfo]:
-    """One sweep with the flip rule ``flip_prob(dU)`` (see :func:`metropolis_sweep`)."""
+    """One sweep with the flip rule ``flip_prob(dU)`` (see
+    [`metropolis_sweep`][ebm_ppl.spins.kernels.metropolis_sweep])."""
     s = state.position
     n = s.shape[-1]
     colors = getattr(potential_fn, "colors", None)

@@ -7,10 +7,12 @@ vector of +-1 (leading batch dimensions allowed). Besides ``U`` a model gives th
 it to update all sites of one colour at once (``colors``: independent sets of the coupling
 graph; the checkerboard for a lattice), or one site at a time (``colors is None``).
 
-* :class:`BoltzmannMachine` -- any symmetric J, h.
-* :class:`Ising` -- L x L periodic lattice, eq. 108 with J_ij = J on nearest neighbours.
-* :class:`CurieWeiss` -- complete graph, J_ij = J / N (mean field), exact log Z by summation.
-* :class:`~ebm_ppl.spins.hopfield.Hopfield` -- Hebbian couplings (eq. 109).
+* [`BoltzmannMachine`][ebm_ppl.spins.models.BoltzmannMachine] -- any symmetric J, h.
+* [`Ising`][ebm_ppl.spins.models.Ising] -- L x L periodic lattice, eq. 108 with J_ij = J on nearest
+neighbours.
+* [`CurieWeiss`][ebm_ppl.spins.models.CurieWeiss] -- complete graph, J_ij = J / N (mean field), exact log Z by
+summation.
+* [`Hopfield`][ebm_ppl.spins.hopfield.Hopfield] -- Hebbian couplings (eq. 109).
 """
 
 from __future__ import annotations
@@ -244,7 +246,7 @@ class Ising(SpinModel):
 
     The sum runs over the 2 L^2 bonds (right and down neighbour of each site); spins are stored
     row-major in a flat vector of length L^2. Exact log Z, mean energy and specific heat by
-    Kaufman's formula (h = 0); see :mod:`ebm_ppl.spins.exact`.
+    Kaufman's formula (h = 0); see `ebm_ppl.spins.exact`.
     """
 
     L: int = None

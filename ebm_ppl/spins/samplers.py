@@ -1,6 +1,6 @@
 """The spin sweeps as ``numpyro.infer.MCMC`` kernels.
 
-They subclass :class:`~ebm_ppl.mcmc.PureKernelSampler` (one adapter for every kernel of the
+They subclass [`PureKernelSampler`][ebm_ppl.mcmc.PureKernelSampler] (one adapter for every kernel of the
 library): vectorized / parallel chains, warm restarts and ``extra_fields`` come from it. Two
 differences, both set here: a spin kernel has no step to adapt, and the sweep must see the
 *spin model itself* (its local fields and colours), not the flat wrapper ``lambda x: U(x)`` the

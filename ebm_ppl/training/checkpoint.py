@@ -5,7 +5,8 @@ the history so far, loaded with ``allow_pickle=False``, so loading cannot run co
 ``manifest.json`` (iteration, the pytree structure as leaf paths with shapes and dtypes, a
 fingerprint of the run configuration and the SHA-256 of the npz). Each file is written to a
 temporary name, fsync-ed, then moved into place with ``os.replace``
-(:func:`ebm_ppl.persist.atomic_replace`, the serialization layer results use too); the
+([`ebm_ppl.persist.atomic_replace`][ebm_ppl.persist.atomic_replace], the serialization layer results use too);
+the
 manifest is replaced last, so a crash at any moment leaves the previous consistent pair.
 """
 
@@ -95,7 +96,8 @@ def resumed_chunk_size(directory, chunk_size, default: int) -> int:
 def load(directory, template, fingerprint: dict):
     """Read the checkpoint in ``directory`` into the structure of ``template``.
 
-    ``template`` is the carry (or its ``jax.eval_shape``); raises :class:`CheckpointError`
+    ``template`` is the carry (or its ``jax.eval_shape``); raises
+    [`CheckpointError`][ebm_ppl.training.checkpoint.CheckpointError]
     naming what differs when the checkpoint is corrupt, or was written by a different run.
     Returns ``(iteration, carry, history, extra)``.
     """

@@ -1,20 +1,26 @@
 """Gradient estimators of the training objective, configured the optax way.
 
-Each factory takes its own options, checks them at once, and returns an :class:`Estimator`
-(options bound, like ``optax.adam(1e-3)`` binds its rate); :func:`ebm_ppl.train` then takes the
+Each factory takes its own options, checks them at once, and returns an
+[`Estimator`][ebm_ppl.training.estimators.Estimator]
+(options bound, like ``optax.adam(1e-3)`` binds its rate); [`ebm_ppl.train`][ebm_ppl.train] then takes the
 estimator and the optimizer::
 
     fit = ep.train(energy_fn, params, data, key=key,
                    estimator=ep.training.jarzynski(num_walkers=512, step_size=0.05),
                    optimizer=optax.adam(1e-2))
 
-* :func:`jarzynski` -- Jarzynski-reweighted ULA walkers, eq. 102-106 (tracks log Z_theta);
-* :func:`cd`, :func:`pcd` -- contrastive divergence, Algorithms 1 and 2 (seed 6.1);
-* :func:`score_matching`, :func:`denoising_score_matching`, :func:`sliced_score_matching`,
-  :func:`nce` -- the sampling-free objectives of seed 6.2.
+* [`jarzynski`][ebm_ppl.training.estimators.jarzynski] -- Jarzynski-reweighted ULA walkers, eq. 102-106
+(tracks log Z_theta);
+* [`cd`][ebm_ppl.training.estimators.cd], [`pcd`][ebm_ppl.training.estimators.pcd] -- contrastive divergence,
+Algorithms 1 and 2 (seed 6.1);
+* [`score_matching`][ebm_ppl.training.estimators.score_matching],
+[`denoising_score_matching`][ebm_ppl.training.estimators.denoising_score_matching],
+[`sliced_score_matching`][ebm_ppl.training.estimators.sliced_score_matching],
+  [`nce`][ebm_ppl.training.estimators.nce] -- the sampling-free objectives of seed 6.2.
 
 ``train(..., method="pcd", num_walkers=...)`` (the options spelled as ``train`` keywords) still
-works, with a DeprecationWarning: :func:`from_train_keywords` maps it onto these factories.
+works, with a DeprecationWarning: `from_train_keywords`
+maps it onto these factories.
 """
 
 from __future__ import annotations
@@ -49,7 +55,8 @@ class Estimator:
 
     ``method`` names it (``result.method``); ``options`` are its static options (hashable:
     they key the compiled programs and the checkpoint fingerprint); ``init_walkers`` and
-    ``log_z0`` are the starting data of :func:`jarzynski` / :func:`nce` (not static)."""
+    ``log_z0`` are the starting data of [`jarzynski`][ebm_ppl.training.estimators.jarzynski] /
+    [`nce`][ebm_ppl.training.estimators.nce] (not static)."""
 
     method: str
     options: tuple = ()
@@ -113,7 +120,8 @@ def jarzynski(*, num_walkers: int = 1024, step_size: float = 1e-2, num_steps: in
 
     Args:
         resample_threshold: resample when the walkers' ESS fraction falls below it (the
-            meaning it has everywhere in the library, :func:`ebm_ppl.weights.should_resample`).
+            meaning it has everywhere in the library,
+            [`ebm_ppl.weights.should_resample`][ebm_ppl.weights.should_resample]).
             The default 1/1.4 is the old "relative weight variance above 0.4".
         log_z0: log Z of the initial model; None estimates it with ``ep.log_partition``.
         init_walkers: ``(num_walkers, d)`` draws from the initial model; None equilibrates
@@ -235,7 +243,8 @@ def from_train_keywords(kw: dict, stacklevel: int = 3) -> Estimator:
 
 
 def resolve(estimator) -> Estimator:
-    """An :class:`Estimator`, or a method name for its defaults (``"pcd"``)."""
+    """An [`Estimator`][ebm_ppl.training.estimators.Estimator], or a method name for its defaults
+    (``"pcd"``)."""
     if isinstance(estimator, str):
         check_choice("estimator", estimator, METHODS)
         return FACTORIES[estimator]()

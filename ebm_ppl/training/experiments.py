@@ -1,7 +1,8 @@
 """The mode-weight experiment of Carbone et al. (the seed's reference for eq. 102-106).
 
 Data from rho* proportional to exp(-|x - a1|^2/2) + 3 exp(-|x - a2|^2/2), a1 = -10 e1, a2 = 6 e1
-(mode weights 0.25 / 0.75); the student is the two-component :func:`gaussian_mixture_energy`
+(mode weights 0.25 / 0.75); the student is the two-component
+[`gaussian_mixture_energy`][ebm_ppl.training.families.gaussian_mixture_energy]
 with the first log-weight frozen. Jarzynski-reweighted training recovers the weights and
 tracks log Z; PCD collapses onto the heavy mode and CD stays near equal weights, because
 both follow the Fisher divergence (eq. 99-100), which is blind to the mass between far modes.

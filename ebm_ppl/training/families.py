@@ -1,6 +1,7 @@
 """Energy families to start training from: a Gaussian mixture and a small MLP.
 
-Each factory returns an :class:`EnergyFamily`: ``energy_fn(params, x) -> scalar`` on a flat
+Each factory returns an [`EnergyFamily`][ebm_ppl.training.families.EnergyFamily]:
+``energy_fn(params, x) -> scalar`` on a flat
 point ``x`` of shape ``(dim,)``, initial ``params`` (a plain pytree of arrays, no flax needed)
 and, where it exists in closed form, ``log_z_fn(params)`` -- the exact log Z_theta.
 """
@@ -59,7 +60,8 @@ def gaussian_mixture_energy(means, log_weights=None, *, scale: float = 1.0) -> E
 
 
 def mixture_weights(params) -> jax.Array:
-    """Mode masses of a :func:`gaussian_mixture_energy` (equal widths): softmax(log_weights)."""
+    """Mode masses of a [`gaussian_mixture_energy`][ebm_ppl.training.families.gaussian_mixture_energy] (equal
+    widths): softmax(log_weights)."""
     return jax.nn.softmax(params["log_weights"])
 
 

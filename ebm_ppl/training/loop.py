@@ -5,7 +5,7 @@ the optimizer (seed eq. 105): one jitted ``lax.scan`` over a chunk of iterations
 bar between chunks, atomic checkpoints. The key of iteration k is ``fold_in(key, k)`` and every
 chunk runs the same compiled program (start and stop are traced), so a run resumed from a
 checkpoint is bit-for-bit the uninterrupted run. The estimators and their options are in
-:mod:`ebm_ppl.training.estimators`.
+[`ebm_ppl.training.estimators`][ebm_ppl.training.estimators].
 """
 
 from __future__ import annotations
@@ -93,10 +93,11 @@ def train(energy_fn: Callable, params, data, *, key, estimator: Estimator | str 
 
     ``params`` is any pytree of float arrays (plain dicts/lists, flax ``init`` output; for
     equinox pass the array part of ``eqx.partition`` and combine inside ``energy_fn``).
-    Returns a :class:`~ebm_ppl.training.TrainResult`.
+    Returns a [`TrainResult`][ebm_ppl.training.TrainResult].
 
     Args:
-        estimator: the gradient estimator with its options (:mod:`ebm_ppl.training.estimators`:
+        estimator: the gradient estimator with its options
+            ([`ebm_ppl.training.estimators`][ebm_ppl.training.estimators]:
             ``ep.training.jarzynski(...)``, ``cd``, ``pcd``, ``score_matching``, ...), or a
             name for its defaults (default ``"jarzynski"``). The old spelling ``method="pcd",
             num_walkers=...`` still works, with a DeprecationWarning.
@@ -105,15 +106,19 @@ def train(energy_fn: Callable, params, data, *, key, estimator: Estimator | str 
         batch_size: data points per iteration for the data term, drawn with replacement
             (default: all, as in Algorithms 1-2).
         chunk_size: iterations per compiled chunk (progress bar and callback between chunks).
-        checkpoint_dir, checkpoint_every, resume: atomic checkpoints; ``resume=True``
+        checkpoint_dir: atomic checkpoints; ``resume=True``
             continues the run saved there (Ctrl-C saves a last checkpoint).
+        checkpoint_every: See `checkpoint_dir`.
+        resume: See `checkpoint_dir`.
         callback: ``callback(iteration, params)`` after every chunk.
         track: ``track(params) -> dict of scalars``, jittable, evaluated at every iterate
             theta_k inside the compiled loop and stored in the history (e.g. exact log Z).
-        devices, mesh: shard the walkers of ``jarzynski``/``pcd``/``cd`` over devices, as in
-            :func:`ebm_ppl.log_partition` (``num_walkers`` must divide evenly); the weighted
+        devices: shard the walkers of ``jarzynski``/``pcd``/``cd`` over devices, as in
+            [`ebm_ppl.log_partition`][ebm_ppl.log_partition] (``num_walkers`` must divide evenly); the
+            weighted
             gradient average (eq. 105) and resampling stay global. ``result.walker_state``
             keeps the final walkers on the devices.
+        mesh: See `devices`.
     """
     t0 = time.perf_counter()
     unknown = sorted(set(deprecated) - est_.OLD_KEYWORDS)

@@ -1,4 +1,4 @@
-"""The result of :func:`ebm_ppl.train`: final parameters, per-iteration history, walkers."""
+"""The result of [`ebm_ppl.train`][ebm_ppl.train]: final parameters, per-iteration history, walkers."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ class TrainResult:
 
     def save(self, path):
         """Write this result to a netCDF file (a ``DataTree`` with the ``training`` group of
-        :meth:`to_arviz` plus every field -- params, optimizer state, walkers, weights,
+        `to_arviz` plus every field -- params, optimizer state, walkers, weights,
         history, info -- stored exactly). Returns the path."""
         return save_result(self, path, arviz_tree=self.to_arviz())
 
@@ -84,7 +84,7 @@ class TrainResult:
 
     @classmethod
     def load(cls, path) -> "TrainResult":
-        """Read a result written by :meth:`save`; arrays are bit-identical and pytrees (optax
+        """Read a result written by `save`; arrays are bit-identical and pytrees (optax
         states included) keep their structure."""
         return load_result(path, cls)
 
@@ -92,7 +92,8 @@ class TrainResult:
         """The history as an ``xarray.DataTree`` (group ``training``, dimension ``iteration``).
 
         With weighted walkers (``jarzynski``), their groups follow the library's rule for
-        weighted results (:func:`ebm_ppl.diagnostics.weighted_datatree`): ``posterior`` is an
+        weighted results ([`ebm_ppl.diagnostics.weighted_datatree`][ebm_ppl.diagnostics.weighted_datatree]):
+        ``posterior`` is an
         equal-weight resample of the walkers (size round(Kish ESS)) and ``weighted_posterior``
         holds every walker with its ``log_weight`` and ``weight``."""
         import xarray as xr

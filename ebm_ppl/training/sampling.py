@@ -7,10 +7,11 @@ only in how the walkers that stand in for rho_theta are produced:
   then ULA steps under U_theta; uniform weights.
 * ``pcd`` (Algorithm 2): persistent ULA walkers started at the data; uniform weights.
 * ``jarzynski`` (eq. 102-106): persistent ULA walkers with log weights A_k from the existing
-  :func:`~ebm_ppl.kernels.jarzynski_step`, whose "next energy" is U_{theta_{k+1}}. The model
+  [`jarzynski_step`][ebm_ppl.kernels.jarzynski_step], whose "next energy" is U_{theta_{k+1}}. The model
   term is the weighted average (eq. 104-105), log Z_theta_k = log Z_0 + log mean e^{A_k}
   (eq. 104) and the cross-entropy is eq. 106. Systematic resampling when the ESS fraction of
-  the weights falls below ``resample_threshold`` (:func:`ebm_ppl.weights.should_resample`).
+  the weights falls below ``resample_threshold``
+  ([`ebm_ppl.weights.should_resample`][ebm_ppl.weights.should_resample]).
 
 Each estimator is an ``(init, estimate, advance)`` triple of pure functions. Iteration k:
 ``estimate`` at (theta_k, X_k, A_k) -> gradient; the optimizer gives theta_{k+1};

@@ -1,4 +1,4 @@
-"""Input checks of :func:`ebm_ppl.train` (data, parameters, energy, optimizer), all before
+"""Input checks of [`ebm_ppl.train`][ebm_ppl.train] (data, parameters, energy, optimizer), all before
 anything is compiled.
 
 Shapes of the energy are checked abstractly with ``jax.eval_shape`` (no compilation, no
@@ -49,7 +49,7 @@ def _positive_int(name, value, allow_none=False):
 def validate(energy_fn, params, data, *, key, optimizer, num_iterations, batch_size, chunk_size,
              checkpoint_every):
     """The checked, converted ``(data, params, key, optimizer)`` of a run (the estimator's
-    own options were checked by its factory, see :mod:`.estimators`)."""
+    own options were checked by its factory, see [`estimators`][ebm_ppl.training.estimators])."""
     if not callable(energy_fn):
         raise ValueError(f"energy_fn must be callable, got {type(energy_fn).__name__}")
     key = check_key(key)
