@@ -42,7 +42,7 @@ SLOW_PAGES = {
     "docs/tutorials/model-comparison.md", "docs/tutorials/hopfield-boltzmann.md",
     "docs/tutorials/ula-bias.md", "docs/tutorials/kl-vs-fisher.md",
     "docs/scaling.md", "docs/reliability.md", "docs/evidence.md", "README.md",
-    "docs/tutorials/figure1-mixture.md",
+    "docs/tutorials/figure1-mixture.md", "docs/tutorials/evidence-from-draws.md",
 }
 
 FENCE = re.compile(r"^(?P<indent>[ ]*)```(?P<lang>[\w-]*)[^\n]*\n(?P<body>.*?)^(?P=indent)```[ ]*$",
