@@ -5,6 +5,7 @@ plug into ``numpyro.infer.MCMC`` and estimates log Z (the evidence of a NumPyro 
 """
 
 from . import diagnostics, kernels, plots, spins, targets, tempering, training, weights
+from .compilation import CompileClock, _enable_from_environment, enable_compilation_cache
 from .energy import Energy, ModelEnergy, as_energy, energy_from_fn, energy_from_model
 from .errors import SamplingDivergedError
 from .evidence import (BridgeResult, EvidenceResult, bridge_sampling, compare_evidence,
@@ -25,5 +26,7 @@ __all__ = [
     "training", "train", "TrainResult", "EnergyFamily", "gaussian_mixture_energy", "mlp_energy",
     "kernels", "targets", "diagnostics", "plots", "weights", "spins", "tempering",
     "ParallelTempering", "parallel_tempering", "bridge_sampling", "BridgeResult",
-    "compare_evidence", "__version__",
+    "compare_evidence", "__version__", "CompileClock", "enable_compilation_cache",
 ]
+
+_enable_from_environment()  # EBM_PPL_COMPILATION_CACHE=dir turns on the persistent cache

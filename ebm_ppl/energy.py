@@ -13,6 +13,8 @@ potential, split
 
 from __future__ import annotations
 
+import functools
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -74,6 +76,8 @@ class ModelEnergy(Energy):
     log_likelihood_fn: Callable[[Array], Array] = None
     sample_prior: Callable[[Array, int], Array] = None
     site_names: tuple = ()
+    structure: Any = None
+    data: tuple = ()
 
 
 def _check_scalar_energy(value, where: str, name: str = "potential_fn"):
@@ -132,6 +136,111 @@ def _site_log_prob(site) -> Array:
     return lp if site["scale"] is None else site["scale"] * lp
 
 
+class _ModelStructure:
+    """What :func:`energy_from_model` learns from one concrete run of a model, kept per
+    (model, argument structure, non-array arguments, array shapes and dtypes): the sample
+    sites, their transforms and the flat layout. Its methods take the model's array arguments
+    (``data``) as a traced argument, so a compiled program built on them serves every data
+    set of the same shapes (as NumPyro's ``dynamic_args``/``jit_model_args``). The bound
+    methods are stable objects: cache keys of compiled stages."""
+
+    def __init__(self, model, treedef, static, data_index, init_info, potential_gen,
+                 postprocess_gen, latent, observed):
+        self.model, self.treedef, self.static = model, treedef, dict(static)
+        self.data_index, self.num_leaves = tuple(data_index), len(static) + len(data_index)
+        self.potential_gen, self.postprocess_gen = potential_gen, postprocess_gen
+        self.flat0, self.unravel_dict = ravel_pytree(init_info.z)
+        self.site_names = tuple(init_info.z)
+        self.transforms = {n: _biject_to(latent[n]["fn"].support) for n in init_info.z}
+        self.observed = tuple(observed)
+        self.checked_potential = jax.jit(self.potential)
+
+    def args(self, data):
+        leaves = [None] * self.num_leaves
+        for i, v in self.static.items():
+            leaves[i] = v
+        for i, v in zip(self.data_index, data):
+            leaves[i] = v
+        return jax.tree.unflatten(self.treedef, leaves)
+
+    def potential(self, z, data):
+        args, kwargs = self.args(data)
+        return self.potential_gen(*args, **kwargs)(self.unravel_dict(z))
+
+    def _constrained_trace(self, z, data):
+        from numpyro import handlers
+
+        args, kwargs = self.args(data)
+        u = self.unravel_dict(z)
+        values = {n: self.transforms[n](u[n]) for n in u}
+        with handlers.block():
+            tr = handlers.trace(handlers.substitute(handlers.seed(self.model, 0), data=values)
+                                ).get_trace(*args, **kwargs)
+        return u, values, tr
+
+    def log_prior(self, z, data):
+        u, values, tr = self._constrained_trace(z, data)
+        total = 0.0
+        for n in u:
+            site = tr[n]
+            total = total + _site_log_prob(site)
+            ldj = jnp.sum(self.transforms[n].log_abs_det_jacobian(u[n], values[n]))
+            total = total + (ldj if site["scale"] is None else site["scale"] * ldj)
+        return total
+
+    def neg_log_prior(self, z, data):
+        return -self.log_prior(z, data)
+
+    def log_likelihood(self, z, data):
+        _, _, tr = self._constrained_trace(z, data)
+        total = 0.0
+        for n in self.observed:  # observed sites, numpyro.factor terms included
+            total = total + _site_log_prob(tr[n])
+        return total
+
+    def sample_prior(self, rng_key, num_samples: int, data):
+        import numpyro
+
+        args, kwargs = self.args(data)
+        draws = numpyro.infer.Predictive(
+            self.model, num_samples=int(num_samples), return_sites=list(self.site_names))(
+            rng_key, *args, **kwargs)
+        unconstrained = {n: self.transforms[n].inv(draws[n]) for n in self.site_names}
+        return jax.vmap(lambda u: ravel_pytree(u)[0])(unconstrained)
+
+    def unravel(self, z, data):
+        args, kwargs = self.args(data)
+        return self.postprocess_gen(*args, **kwargs)(self.unravel_dict(z))
+
+
+def _biject_to(support):
+    from numpyro.distributions.transforms import biject_to
+
+    return biject_to(support)
+
+
+_STRUCTURES: OrderedDict = OrderedDict()
+MAX_CACHED_MODELS = 64
+
+
+def _split_data(model_args, model_kwargs):
+    """The model's arguments as (treedef, non-array leaves by position, array leaves)."""
+    leaves, treedef = jax.tree.flatten((tuple(model_args), dict(model_kwargs)))
+    arrays = [i for i, v in enumerate(leaves) if isinstance(v, jax.Array | np.ndarray)]
+    static = tuple((i, v) for i, v in enumerate(leaves) if i not in set(arrays))
+    return treedef, static, arrays, tuple(leaves[i] for i in arrays)
+
+
+def _structure_key(model, treedef, static, data):
+    key = (model, treedef, static,
+           tuple((tuple(np.shape(v)), str(jnp.result_type(v))) for v in data))
+    try:
+        hash(key)
+    except TypeError:  # an unhashable non-array argument: no reuse across calls
+        return None
+    return key
+
+
 def energy_from_model(model: Callable, *model_args, key=None, name: str | None = None,
                       **model_kwargs) -> ModelEnergy:
     """The unconstrained posterior energy of a NumPyro model, split into prior and likelihood.
@@ -139,16 +248,45 @@ def energy_from_model(model: Callable, *model_args, key=None, name: str | None =
     ``U(z) = -[log p(theta(z)) + log|J(z)|] - log p(y | theta(z))`` (seed eq. 1 with the
     unconstraining change of variables), exactly NumPyro's potential energy. Observed sites
     form the likelihood; every other sample site is a latent variable of the prior.
-    """
-    import numpyro
-    from numpyro import handlers
-    from numpyro.distributions.transforms import biject_to
-    from numpyro.infer.util import initialize_model
 
+    The model's array arguments are kept apart (``energy.data``) from what one run of the
+    model teaches (sites, transforms, layout: ``energy.structure``, reused for every later
+    call with the same model and argument shapes), so compiled programs built on
+    ``energy.structure``'s functions serve new data without recompiling.
+    """
     if not callable(model):
         raise ValueError(f"model must be a callable NumPyro model, got {type(model).__name__}")
     key = jax.random.key(0) if key is None else check_key(key)
     check_model_data(model_args, model_kwargs)
+    treedef, static, data_index, data = _split_data(model_args, model_kwargs)
+    cache_key = _structure_key(model, treedef, static, data)
+    structure = _STRUCTURES.get(cache_key) if cache_key is not None else None
+    if structure is None:
+        structure = _model_structure(model, key, model_args, model_kwargs, treedef, static,
+                                     data_index)
+        if cache_key is not None:
+            _STRUCTURES[cache_key] = structure
+            while len(_STRUCTURES) > MAX_CACHED_MODELS:
+                _STRUCTURES.popitem(last=False)
+    else:
+        _STRUCTURES.move_to_end(cache_key)
+    value = structure.checked_potential(structure.flat0, data)
+    _check_scalar_energy(value, "the model's initial point", name="the model's potential")
+    return ModelEnergy(
+        potential_fn=functools.partial(structure.potential, data=data),
+        dim=int(structure.flat0.size), unravel=functools.partial(structure.unravel, data=data),
+        name=name or getattr(model, "__name__", "model"),
+        log_prior_fn=functools.partial(structure.log_prior, data=data),
+        log_likelihood_fn=functools.partial(structure.log_likelihood, data=data),
+        sample_prior=functools.partial(structure.sample_prior, data=data),
+        site_names=structure.site_names, structure=structure, data=data)
+
+
+def _model_structure(model, key, model_args, model_kwargs, treedef, static, data_index):
+    """Run the model once (concrete) to learn its sites; errors name what went wrong."""
+    from numpyro import handlers
+    from numpyro.infer.util import initialize_model
+
     try:  # find discrete latent sites first: initialize_model would try to enumerate them
         with handlers.block():
             first = handlers.trace(handlers.seed(model, key)).get_trace(*model_args, **model_kwargs)
@@ -159,9 +297,9 @@ def energy_from_model(model: Callable, *model_args, key=None, name: str | None =
     if discrete:
         raise ValueError(f"discrete latent sites are not supported: {discrete}")
     try:
-        init_info, potential_dict, postprocess, trace = initialize_model(
-            key, model, model_args=model_args, model_kwargs=model_kwargs, validate_grad=False
-        )
+        init_info, potential_gen, postprocess_gen, trace = initialize_model(
+            key, model, model_args=model_args, model_kwargs=model_kwargs, dynamic_args=True,
+            validate_grad=False)
     except RuntimeError as err:
         raise ValueError(f"cannot initialize the model: {err}") from None
     except (TypeError, ValueError, KeyError) as err:
@@ -174,55 +312,8 @@ def energy_from_model(model: Callable, *model_args, key=None, name: str | None =
     if discrete:
         raise ValueError(f"discrete latent sites are not supported: {discrete}")
     observed = [n for n, s in trace.items() if s["type"] == "sample" and s["is_observed"]]
-    flat0, unravel_dict = ravel_pytree(init_info.z)
-    transforms = {n: biject_to(latent[n]["fn"].support) for n in init_info.z}
-
-    def potential_fn(z):
-        return potential_dict(unravel_dict(z))
-
-    def _constrained_trace(z):
-        u = unravel_dict(z)
-        values = {n: transforms[n](u[n]) for n in u}
-        with handlers.block():
-            tr = handlers.trace(handlers.substitute(handlers.seed(model, 0), data=values)).get_trace(
-                *model_args, **model_kwargs)
-        return u, values, tr
-
-    def log_prior_fn(z):
-        u, values, tr = _constrained_trace(z)
-        total = 0.0
-        for n in u:
-            site = tr[n]
-            total = total + _site_log_prob(site)
-            ldj = jnp.sum(transforms[n].log_abs_det_jacobian(u[n], values[n]))
-            total = total + (ldj if site["scale"] is None else site["scale"] * ldj)
-        return total
-
-    def log_likelihood_fn(z):
-        _, _, tr = _constrained_trace(z)
-        total = 0.0
-        for n in observed:  # observed sites, numpyro.factor terms included
-            total = total + _site_log_prob(tr[n])
-        return total
-
-    def sample_prior(rng_key, num_samples: int):
-        draws = numpyro.infer.Predictive(
-            model, num_samples=int(num_samples), return_sites=list(init_info.z))(
-            rng_key, *model_args, **model_kwargs)
-        unconstrained = {n: transforms[n].inv(draws[n]) for n in init_info.z}
-        return jax.vmap(lambda u: ravel_pytree(u)[0])(unconstrained)
-
-    def unravel(z):
-        return postprocess(unravel_dict(z))  # initialize_model without dynamic_args
-
-    value = potential_fn(flat0)
-    _check_scalar_energy(value, "the model's initial point", name="the model's potential")
-    return ModelEnergy(
-        potential_fn=potential_fn, dim=int(flat0.size), unravel=unravel,
-        name=name or getattr(model, "__name__", "model"), log_prior_fn=log_prior_fn,
-        log_likelihood_fn=log_likelihood_fn, sample_prior=sample_prior,
-        site_names=tuple(init_info.z),
-    )
+    return _ModelStructure(model, treedef, static, data_index, init_info, potential_gen,
+                           postprocess_gen, latent, observed)
 
 
 def as_energy(obj, *, dim: int | None = None, name: str = "energy") -> Energy:

@@ -244,6 +244,8 @@ BAD = [
     Row("targets.gaussian", "shape mismatch", "cov",
         lambda: targets.gaussian(np.zeros(2), np.eye(3))),
     Row("targets.funnel", "non-positive size", "d", lambda: targets.funnel(1)),
+    Row("enable_compilation_cache", "unwritable directory", "path",
+        lambda: ep.enable_compilation_cache(__file__ + "/not_a_dir")),
     Row("spins.log_partition", "non-positive walkers", "num_walkers",
         lambda: ep.spins.log_partition(ISING, key=KEY, num_walkers=0, progress_bar=False)),
     Row("spins.log_partition", "unknown name", "kernel",
@@ -278,6 +280,7 @@ NOT_ENTRY_POINTS = {
     "StateFieldError": "an exception class",
     "EnergyFamily": "a NamedTuple returned by the family factories",
     "__version__": "a string",
+    "CompileClock": "a context manager that takes no arguments",
     "kernels": "pure jittable (init, step) functions: their callers validate before tracing",
     "weights": "pure jittable weight arithmetic: its callers validate before tracing",
 }

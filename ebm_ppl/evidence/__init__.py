@@ -4,6 +4,7 @@
   genealogy variance of log Z (shared with spins).
 * `schedules` -- fixed and adaptive (conditional-ESS) schedules.
 * `paths` -- geometric path from a reference; likelihood tempering of a model.
+* `options` -- ``AnnealOptions``, the validated options of a run, passed whole.
 * `engine` -- the one annealing loop ``anneal`` (reweight, resample, move).
 * `moves` -- Jarzynski (ULA, eq. 102-103), MALA, HMC and NUTS moves.
 * `reference` -- automatic multi-mode reference (Laplace mixture, or a GMM
@@ -23,6 +24,7 @@ records.
 
 from .api import DEFAULT_METHOD, METHODS, log_evidence, log_partition
 from .engine import AnnealOutput, MoveInfo, anneal
+from .options import AnnealOptions
 from .paths import LinearPath, PathState, geometric_path, tempering_path
 from .reference import auto_reference, find_modes, fit_gaussian_mixture, pilot_reference
 from .resampling import (
@@ -44,7 +46,7 @@ from .schedules import Adaptive
 
 __all__ = [
     "log_partition", "log_evidence", "EvidenceResult", "METHODS", "DEFAULT_METHOD",
-    "anneal", "AnnealOutput", "MoveInfo", "LinearPath", "PathState", "geometric_path",
+    "anneal", "AnnealOptions", "AnnealOutput", "MoveInfo", "LinearPath", "PathState", "geometric_path",
     "tempering_path", "auto_reference", "find_modes", "fit_gaussian_mixture", "pilot_reference",
     "Adaptive",
     "conditional_ess", "ess", "ess_fraction", "log_mean_exp", "normalize_log_weights",

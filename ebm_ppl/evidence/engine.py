@@ -32,8 +32,7 @@ Contracts (what another module plugs in):
 By default the N walkers are resampled as one pool (``num_groups=1``) and the standard error
 of ``log Z`` comes from the walkers' genealogy: each walker carries the index of the initial
 walker it descends from (its Eve), and the Lee & Whiteley (2018) estimator
-(`genealogy_relative_variance`, exact with
-multinomial resampling) turns
+(:func:`~.resampling.genealogy_relative_variance`, exact with multinomial resampling) turns
 the final weights summed per Eve into ``Var(Z_hat) / Z^2``. With ``num_groups > 1`` the walkers
 form independent groups (resampling never mixes them: cheaper when the groups line up with
 devices); each group's genealogy gives its own variance and the groups' spread is a second,
@@ -45,6 +44,7 @@ per-stage increments used by the BAR check).
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -54,7 +54,8 @@ from jax.tree_util import Partial
 
 from ..errors import SamplingDivergedError
 from ..sharding import constrain_walkers, sharding_of, to_host
-from .resampling import (RESAMPLING_SCHEMES, ess_fraction, genealogy_relative_variance,
+from .options import AnnealOptions
+from .resampling import ( ess_fraction, genealogy_relative_variance,
                          log_mean_exp, normalize_log_weights, resample_if)
 from .schedules import Adaptive, increment, next_beta
 
@@ -70,15 +71,13 @@ class MoveInfo(NamedTuple):
 
 
 class AnnealOutput(NamedTuple):
-    """What [`anneal`][ebm_ppl.evidence.engine.anneal] returns (plain arrays; ``history`` holds one entry per
-    stage).
+    """What :func:`anneal` returns (plain arrays; ``history`` holds one entry per stage).
 
     ``log_weights`` are the final walkers' log weights including their group's normalization
     and ``log_z0``, so ``log_mean_exp(log_weights) == log_z`` and self-normalized averages over
     all walkers are exact expectations. ``group_log_z`` has one estimate per group,
     ``group_rel_var`` its genealogy estimate of ``Var(Z_g) / Z_g^2`` (Lee & Whiteley 2018),
-    ``log_z_se`` the standard error of ``log_z`` they give
-    (`genealogy_log_z_se`) and
+    ``log_z_se`` the standard error of ``log_z`` they give (:func:`genealogy_log_z_se`) and
     ``num_ancestors`` the number of initial walkers that still have descendants with weight.
     """
 
@@ -127,16 +126,15 @@ def _global_log_w(carry):
     return (carry.log_w + carry.log_z_acc[:, None]).reshape(-1)
 
 
-class _Config(NamedTuple):
+class _Static(NamedTuple):
+    """The compiled stage's static key: the options it depends on
+    (:meth:`~.options.AnnealOptions.stage_key`), the adaptive schedule (or None), whether to
+    record the increments, and the walkers' sharding (kept at every stage)."""
+
+    options: tuple
     adaptive: Any
-    num_moves: int
-    resample_threshold: float
-    target_accept: float
-    step_jitter: float
-    adapt_gain: float
     record_increments: bool
     sharding: Any = None
-    resampling: str = "multinomial"  # the walkers' NamedSharding (ebm_ppl.sharding), kept at every stage
 
 
 def _step_signal(accept, target):
@@ -146,16 +144,18 @@ def _step_signal(accept, target):
                      (accept - target) / (1.0 - target))
 
 
-@functools.partial(jax.jit, static_argnames=("cfg",))
-def _stage(carry: _Carry, beta_target, use_target, adapt_on, move, delta_fn, cfg: _Config):
-    """One stage beta -> beta' (module-level jit: cached per move function and config)."""
+@functools.partial(jax.jit, static_argnames=("static",))
+def _stage(carry: _Carry, beta_target, use_target, adapt_on, move, delta_fn, static: _Static):
+    """One stage beta -> beta' (module-level jit: cached per move function and static key)."""
+    (num_moves, resample_threshold, target_accept, step_jitter, adapt_gain,
+     resampling) = static.options
     g, n = carry.log_w.shape
     key, k_res, k_moves = jax.random.split(carry.key, 3)
     v = delta_fn(carry.state)
     v = jnp.where(jnp.isnan(v), jnp.inf, v)
     glw = _global_log_w(carry)
-    if cfg.adaptive is not None:
-        b_next = jnp.where(use_target, beta_target, next_beta(glw, v, carry.beta, cfg.adaptive))
+    if static.adaptive is not None:
+        b_next = jnp.where(use_target, beta_target, next_beta(glw, v, carry.beta, static.adaptive))
     else:
         b_next = beta_target
     inc = increment(v, b_next - carry.beta)
@@ -166,12 +166,12 @@ def _stage(carry: _Carry, beta_target, use_target, adapt_on, move, delta_fn, cfg
     # gradient in a move below); it is counted once and removed by the next resampling
     died = jnp.sum(jnp.isfinite(glw) & ~jnp.isfinite(glw_next))
     ess = ess_fraction(glw_next)
-    res = jax.vmap(functools.partial(resample_if, scheme=cfg.resampling), in_axes=(0, 0, None))(
-        jax.random.split(k_res, g), log_w, cfg.resample_threshold)
+    res = jax.vmap(functools.partial(resample_if, scheme=resampling), in_axes=(0, 0, None))(
+        jax.random.split(k_res, g), log_w, resample_threshold)
     eve = jnp.take_along_axis(carry.eve, res.indices, axis=1)
     num_res = carry.num_res + res.resampled.astype(carry.num_res.dtype)
     state = constrain_walkers(jax.tree.map(lambda a: _group_gather(a, res.indices),
-                                           carry.state), cfg.sharding, g * n)
+                                           carry.state), static.sharding, g * n)
     log_w, log_z_acc = res.log_w, log_z_acc + res.log_z_increment
     alive_mid = jnp.isfinite((log_w + log_z_acc[:, None]).reshape(-1))
 
@@ -179,31 +179,31 @@ def _stage(carry: _Carry, beta_target, use_target, adapt_on, move, delta_fn, cfg
         st, lw, log_step, acc, grads = c
         k_jit, k_mv = jax.random.split(k)
         # log-uniform per-walker factor exp(+-step_jitter), independent of the walkers
-        jit = jnp.exp(cfg.step_jitter * (2.0 * jax.random.uniform(k_jit, (g * n,), v.dtype) - 1.0))
+        jit = jnp.exp(step_jitter * (2.0 * jax.random.uniform(k_jit, (g * n,), v.dtype) - 1.0))
         st, info = move(k_mv, st, b_next, jnp.exp(log_step) * jit)
         lw = lw + info.log_weight_increment.reshape(g, n)
         a = jnp.mean(info.accept_prob)
         log_step = jnp.clip(log_step + jnp.where(
-            adapt_on, cfg.adapt_gain * _step_signal(a, cfg.target_accept), 0.0), -30.0, 5.0)
+            adapt_on, adapt_gain * _step_signal(a, target_accept), 0.0), -30.0, 5.0)
         return (st, lw, log_step, acc + a, grads + info.num_grads), None
 
     zero = jnp.zeros((), v.dtype)
     (state, log_w, log_step, acc, grads), _ = jax.lax.scan(
         one_move, (state, log_w, carry.log_step, zero, zero),
-        jax.random.split(k_moves, cfg.num_moves))
-    accept = acc / cfg.num_moves
+        jax.random.split(k_moves, num_moves))
+    accept = acc / num_moves
     v_after = delta_fn(state)
     W = jnp.exp(normalize_log_weights(log_w, axis=-1))
     mean_delta = jnp.sum(W * jnp.where(jnp.isfinite(v_after), v_after, 0.0).reshape(g, n),
                          axis=-1)
-    new = _Carry(constrain_walkers(state, cfg.sharding, g * n), log_w, log_z_acc, b_next,
+    new = _Carry(constrain_walkers(state, static.sharding, g * n), log_w, log_z_acc, b_next,
                  log_step, key, eve, num_res)
     alive = jnp.isfinite(_global_log_w(new))
     record = dict(beta=b_next, ess=ess, accept=accept, step_size=jnp.exp(log_step),
                   num_resampled=jnp.sum(res.resampled), num_grads=grads,
                   log_z=log_mean_exp(group_log_z(log_w, log_z_acc)), mean_delta=mean_delta,
                   alive=jnp.sum(alive), num_dead=died + jnp.sum(alive_mid & ~alive))
-    extra = (inc, glw) if cfg.record_increments else None
+    extra = (inc, glw) if static.record_increments else None
     return new, record, extra
 
 
@@ -221,42 +221,65 @@ def _as_partial(fn):
     return fn if isinstance(fn, Partial) else Partial(fn)
 
 
-def anneal(key, state, *, delta_fn: Callable, move: Callable, schedule, log_z0: float = 0.0,
-           num_moves: int = 1, step_size: float = 0.1, target_accept: float = 0.9,
-           adapt_step_size: bool = True, step_jitter: float = 0.2, adapt_gain: float = 0.5,
-           resample_threshold: float = 1.0, num_groups: int = 1, max_stages: int = 1000,
-           record_increments: bool = False, progress_bar: bool = True,
-           desc: str = "annealing", resampling: str = "multinomial") -> AnnealOutput:
+_LEGACY = dict(num_moves=1, target_accept=0.9, adapt_step_size=True, step_jitter=0.2,
+               adapt_gain=0.5, resample_threshold=1.0, num_groups=1, max_stages=1000,
+               record_increments=False, progress_bar=True, resampling="multinomial")
+
+
+def _legacy_options(n_total, given) -> AnnealOptions:
+    """The options of the keyword spelling of earlier releases (deprecated)."""
+    unknown = sorted(set(given) - set(_LEGACY))
+    if unknown:
+        raise TypeError(f"anneal() got unexpected keyword argument(s) {', '.join(unknown)}")
+    if given:
+        warnings.warn("anneal(..., num_moves=..., ...) is deprecated: pass "
+                      "options=ebm_ppl.evidence.AnnealOptions(...) instead", DeprecationWarning,
+                      stacklevel=3)
+    kw = dict(_LEGACY, **given)
+    if n_total % kw["num_groups"]:
+        raise ValueError(f"num_walkers={n_total} is not a multiple of "
+                         f"num_groups={kw['num_groups']}")
+    kw["bar"] = kw.pop("record_increments")
+    return AnnealOptions(method="mala", num_walkers=n_total, **kw)
+
+
+def anneal(key, state, *, delta_fn: Callable, move: Callable, schedule,
+           options: AnnealOptions | None = None, log_z0: float = 0.0, step_size: float = 0.1,
+           desc: str = "annealing", **legacy) -> AnnealOutput:
     """Anneal N walkers along a linear-in-beta path (see the module docstring for contracts).
 
-    ``schedule`` is an [`Adaptive`][ebm_ppl.evidence.schedules.Adaptive] or an array of betas
+    ``schedule`` is an :class:`~ebm_ppl.evidence.schedules.Adaptive` or an array of betas
     (from 0 to 1 forward; any monotone array, e.g. reversed, also works with ``log_z0`` the log Z
     at its first beta). The walkers in ``state`` must be exact draws at the first beta.
-    The compiled stage is cached per (move function, ``delta_fn``, options, shapes): pass
-    ``jax.tree_util.Partial`` objects over module-level functions (as `moves` does)
-    to
-    reuse it across calls with new data. ``resampling`` is "multinomial" (default: the
-    genealogy variance estimate of ``log_z_se`` is exact under it) or "systematic" (less
-    resampling noise; the genealogy estimate is then an approximation). Returns an
-    [`AnnealOutput`][ebm_ppl.evidence.engine.AnnealOutput]; raises
-    `SamplingDivergedError` when every
-    walker's weight vanishes.
+    ``options`` (an :class:`~ebm_ppl.evidence.options.AnnealOptions`) gives the moves per
+    stage, target acceptance, step adaptation and jitter, resampling threshold and scheme
+    ("multinomial": the genealogy variance estimate of ``log_z_se`` is exact under it;
+    "systematic": less resampling noise, the genealogy estimate then approximate), walker
+    groups, stage cap and progress output; with ``options.bar`` the per-stage increments are
+    recorded (for BAR). ``step_size`` is the first step. The keyword spelling of earlier
+    releases (``num_moves=``, ``num_groups=``, ...) still works, with a DeprecationWarning.
+
+    The compiled stage is cached per (move function, ``delta_fn``, stage options, shapes):
+    pass ``jax.tree_util.Partial`` objects over module-level functions (as :mod:`.moves` does)
+    to reuse it across calls with new data. Returns an :class:`AnnealOutput`; raises
+    :class:`~ebm_ppl.errors.SamplingDivergedError` when every walker's weight vanishes.
     """
     leaves = jax.tree.leaves(state)
     n_total = int(leaves[0].shape[0])
+    if options is None:
+        options = _legacy_options(n_total, legacy)
+    elif legacy:
+        raise TypeError(f"give the options either as options= or as keywords, not both "
+                        f"({', '.join(sorted(legacy))})")
+    num_groups = options.num_groups
     if n_total % num_groups:
         raise ValueError(f"num_walkers={n_total} is not a multiple of num_groups={num_groups}")
-    if resampling not in RESAMPLING_SCHEMES:
-        raise ValueError(f"resampling must be one of {RESAMPLING_SCHEMES}, got {resampling!r}")
     adaptive = schedule if isinstance(schedule, Adaptive) else None
     betas = None if adaptive is not None else np.asarray(schedule, dtype=np.float64)
     dtype = leaves[0].dtype if jnp.issubdtype(leaves[0].dtype, jnp.floating) else \
         jnp.result_type(float)
-    cfg = _Config(adaptive=adaptive, num_moves=int(num_moves),
-                  resample_threshold=float(resample_threshold),
-                  target_accept=float(target_accept), step_jitter=float(step_jitter),
-                  adapt_gain=float(adapt_gain), record_increments=bool(record_increments),
-                  sharding=sharding_of(state), resampling=resampling)
+    record_increments, max_stages = options.bar, options.max_stages
+    static = _Static(options.stage_key(), adaptive, record_increments, sharding_of(state))
     move, delta_fn = _as_partial(move), _as_partial(delta_fn)
     g = int(num_groups)
     carry = _Carry(state, jnp.zeros((g, n_total // g), dtype), jnp.zeros((g,), dtype),
@@ -265,7 +288,7 @@ def anneal(key, state, *, delta_fn: Callable, move: Callable, schedule, log_z0: 
                    jnp.tile(jnp.arange(n_total // g, dtype=jnp.int32), (g, 1)),
                    jnp.zeros((g,), jnp.int32))
     records, extras = [], []
-    bar = _progress(progress_bar, desc, adaptive is None and betas.size - 1)  # type: ignore[union-attr]
+    bar = _progress(options.progress_bar, desc, adaptive is None and betas.size - 1)  # type: ignore[union-attr]
     stage, beta = 0, float(carry.beta)
     try:
         while True:
@@ -278,7 +301,8 @@ def anneal(key, state, *, delta_fn: Callable, move: Callable, schedule, log_z0: 
                     break
                 target, use_target = 1.0, stage >= max_stages - 1
             carry, rec, extra = _stage(carry, jnp.asarray(target, dtype), jnp.asarray(use_target),
-                                       jnp.asarray(adapt_step_size), move, delta_fn, cfg)
+                                       jnp.asarray(options.adapt_step_size), move, delta_fn,
+                                       static)
             rec = to_host(rec)  # jax.device_get, also when the walkers span processes
             records.append(rec)
             if extra is not None:

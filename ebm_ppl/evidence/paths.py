@@ -58,27 +58,43 @@ class LinearPath:
 
     ``base_fn(x, data)`` must be ``-log`` of a *normalized* density that
     ``sample_fn(key, n, data)`` draws from, so that ``log_z0`` (0 for a normalized reference)
-    is exact; ``target_fn(x)`` is U_1. ``data`` (a pytree, e.g. a NumPyro distribution) is the
-    only traced part.
+    is exact; ``target_fn(x)`` is U_1, or ``target_fn(x, target_data)`` when ``target_data``
+    is given (likewise ``unravel``). ``data`` (a pytree, e.g. a NumPyro distribution or a
+    model's arrays) and ``target_data`` are the only traced parts: a compiled program serves
+    every path whose functions are the same objects.
     """
 
-    target_fn: Callable[[Array], Array]
+    target_fn: Callable[..., Array]
     base_fn: Callable[[Array, Any], Array]
     sample_fn: Callable[[Array, int, Any], Array]
     data: Any = None
     dim: int = 1
     log_z0: float = 0.0
-    unravel: Callable[[Array], Any] = _identity
+    unravel: Callable[..., Any] = _identity
     name: str = "path"
+    target_data: Any = None
 
     def tree_flatten(self):
-        return (self.data,), (self.target_fn, self.base_fn, self.sample_fn, self.dim,
-                              self.log_z0, self.unravel, self.name)
+        return (self.data, self.target_data), (self.target_fn, self.base_fn, self.sample_fn,
+                                               self.dim, self.log_z0, self.unravel, self.name)
 
     @classmethod
     def tree_unflatten(cls, aux, children):
         target_fn, base_fn, sample_fn, dim, log_z0, unravel, name = aux
-        return cls(target_fn, base_fn, sample_fn, children[0], dim, log_z0, unravel, name)
+        return cls(target_fn, base_fn, sample_fn, children[0], dim, log_z0, unravel, name,
+                   children[1])
+
+    def target(self, x: Array) -> Array:
+        """U_1 at ``x``: ``target_fn(x)``, or ``target_fn(x, target_data)`` with data."""
+        if self.target_data is None:
+            return self.target_fn(x)
+        return self.target_fn(x, self.target_data)
+
+    def constrain(self, x: Array) -> Any:
+        """``x`` in the user's structure: ``unravel(x)`` (with ``target_data`` if any)."""
+        if self.target_data is None:
+            return self.unravel(x)
+        return self.unravel(x, self.target_data)
 
     def base(self, x: Array) -> Array:
         return self.base_fn(x, self.data)
@@ -89,7 +105,7 @@ class LinearPath:
     def evaluate(self, x: Array) -> PathState:
         """Cache U_0, V and gradients at one point ``x`` (shape (dim,)): two value_and_grads."""
         u0, g0 = jax.value_and_grad(self.base)(x)
-        u1, g1 = jax.value_and_grad(self.target_fn)(x)
+        u1, g1 = jax.value_and_grad(self.target)(x)
         return PathState(x, u0, u1 - u0, g0, g1 - g0)
 
     def evaluate_batch(self, xs: Array) -> PathState:
@@ -97,7 +113,7 @@ class LinearPath:
 
     def potential(self, beta) -> Callable[[Array], Array]:
         """``x -> U_beta(x)`` (for kernels that evaluate the energy themselves)."""
-        return lambda x: (1.0 - beta) * self.base(x) + beta * self.target_fn(x)
+        return lambda x: (1.0 - beta) * self.base(x) + beta * self.target(x)
 
 
 def _neg_log_prob(x, reference):
@@ -124,6 +140,12 @@ def tempering_path(energy: ModelEnergy) -> LinearPath:
     """
     if not isinstance(energy, ModelEnergy):
         raise ValueError("tempering_path needs a ModelEnergy (use energy_from_model)")
+    st = energy.structure
+    if st is not None:  # the model's arrays traced: one compiled program per model structure
+        return LinearPath(target_fn=st.potential, base_fn=st.neg_log_prior,
+                          sample_fn=st.sample_prior, data=energy.data, dim=energy.dim,
+                          log_z0=0.0, unravel=st.unravel, name=energy.name,
+                          target_data=energy.data)
     log_prior, sample_prior = energy.log_prior_fn, energy.sample_prior
 
     def base_fn(z, _):

@@ -59,6 +59,9 @@ class EvidenceResult:
         num_dead: walkers whose energy or gradient became non-finite
             (weight zero, removed at the next resampling), in total and per stage.
         num_dead_per_stage: See `num_dead`.
+        compile_time: the part of ``wall_time`` spent tracing and compiling (JAX's own
+            compile events, [`CompileClock`][ebm_ppl.compilation.CompileClock]); the rest is
+            run time. Near zero when a call reuses compiled programs.
         data_fingerprint: a hash of the model's observed data
             ([`log_evidence`][ebm_ppl.evidence.api.log_evidence] only), so
             that [`ebm_ppl.compare_evidence`][ebm_ppl.compare_evidence] refuses evidences of different data.
@@ -89,6 +92,7 @@ class EvidenceResult:
     reference: Any = None
     reference_info: dict = field(default_factory=dict)
     wall_time: float = 0.0
+    compile_time: float = 0.0
     messages: tuple = ()
     walkers: Any = None
     log_z_err: float | None = None
@@ -139,7 +143,8 @@ class EvidenceResult:
         lines += [
             f"  stages           = {self.num_stages} (resampled at {self.num_resamples}), "
             f"min ESS {stage_ess}, final ESS {self.final_ess:.2f}",
-            f"  gradient evals   = {self.num_gradient_evals:,}   wall time {self.wall_time:.2f} s",
+            f"  gradient evals   = {self.num_gradient_evals:,}   wall time {self.wall_time:.2f} s "
+            f"({self.compile_time:.2f} s compiling)",
         ]
         if len(self.acceptance):
             lines.append(f"  acceptance       = {np.mean(self.acceptance):.2f} (mean), "

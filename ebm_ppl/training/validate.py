@@ -7,6 +7,8 @@ FLOPs); every failure is a ``ValueError`` naming the argument.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -59,7 +61,7 @@ def validate(energy_fn, params, data, *, key, optimizer, num_iterations, batch_s
         raise ValueError(f"data must have at least 2 rows and 1 column, got shape {data.shape}")
     _check_params(params)
     params = jax.tree.map(jnp.asarray, params)
-    optimizer = optax.adam(1e-3) if optimizer is None else optimizer
+    optimizer = default_optimizer() if optimizer is None else optimizer
     if not all(callable(getattr(optimizer, a, None)) for a in ("init", "update")):
         raise ValueError("optimizer must be an optax GradientTransformation (with init and update)")
     _positive_int("num_iterations", num_iterations)
@@ -69,3 +71,10 @@ def validate(energy_fn, params, data, *, key, optimizer, num_iterations, batch_s
     _check_energy(energy_fn, jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), params),
                   jax.ShapeDtypeStruct((d,), data.dtype))
     return jnp.asarray(data), params, key, optimizer
+
+
+@functools.lru_cache(maxsize=1)
+def default_optimizer():
+    """``optax.adam(1e-3)``, one object for every run (the compiled training programs are
+    cached per optimizer object: a fresh one per call would recompile them)."""
+    return optax.adam(1e-3)

@@ -1,0 +1,101 @@
+"""Compile once per model structure (issue 14): a second call of each public entry point with
+new data or a new key and the same shapes compiles nothing, counted with JAX's own compile
+events (``ep.CompileClock``); ``result.compile_time`` reports it."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+
+import ebm_ppl as ep
+
+jax.config.update("jax_enable_x64", True)
+
+
+def regression(x, y=None):
+    a = numpyro.sample("a", dist.Normal(0.0, 1.0))
+    b = numpyro.sample("b", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
+    sigma = numpyro.sample("sigma", dist.HalfNormal(1.0))
+    numpyro.sample("y", dist.Normal(a + x @ b, sigma), obs=y)
+
+
+def _data(seed, n=20):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 2))
+    return jnp.asarray(x), jnp.asarray(0.5 + x @ np.array([1.0, -0.7]) + 0.3 * rng.normal(size=n))
+
+
+def _second_call_compiles(call):
+    """(first result, second result, XLA compilations during the second call)."""
+    first = call(0)
+    with ep.CompileClock() as clock:
+        second = call(1)
+    return first, second, clock
+
+
+def test_log_evidence_with_new_data_and_key_compiles_nothing():
+    def call(seed):
+        x, y = _data(seed)
+        return ep.log_evidence(regression, x, y=y, key=jax.random.key(seed), num_walkers=128,
+                               progress_bar=False)
+
+    first, second, clock = _second_call_compiles(call)
+    assert clock.num_compiles == 0, clock
+    assert first.compile_time > 0.5 and second.compile_time < 0.1  # a few traces at most
+    assert first.log_z != second.log_z  # the new data were used, not the old ones
+    # and the result for the new data is the one a fresh structure would give
+    x, y = _data(1)
+    ep.energy._STRUCTURES.clear()
+    fresh = ep.log_evidence(regression, x, y=y, key=jax.random.key(1), num_walkers=128,
+                            progress_bar=False)
+    assert abs(fresh.log_z - second.log_z) < 1e-9
+
+
+def test_log_partition_with_a_new_key_compiles_nothing():
+    ref = dist.Normal(jnp.zeros(2), 2.0).to_event(1)
+
+    def call(seed):
+        return ep.log_partition(_gauss, key=jax.random.key(seed), reference=ref,
+                                num_walkers=128, bar=True, progress_bar=False)
+
+    first, second, clock = _second_call_compiles(call)
+    assert clock.num_compiles == 0, clock
+    assert second.compile_time < 0.1 < first.compile_time
+    exact = math.log(2 * math.pi * 0.5)
+    assert abs(second.log_z - exact) < 5 * second.log_z_se
+
+
+def _gauss(x):
+    return jnp.sum(x ** 2 / jnp.array([1.0, 0.25])) / 2.0
+
+
+def test_spin_log_partition_with_a_new_key_compiles_nothing():
+    model = ep.spins.Ising(4, T=2.5)
+
+    def call(seed):
+        return ep.spins.log_partition(model, key=jax.random.key(seed), num_walkers=256,
+                                      progress_bar=False)
+
+    first, second, clock = _second_call_compiles(call)
+    assert clock.num_compiles == 0, clock
+    assert abs(second.log_z - ep.spins.ising_log_z(4, 2.5)) < 5 * second.log_z_se
+
+
+def _energy(params, x):
+    return 0.5 * jnp.sum((x - params["m"]) ** 2) * jnp.exp(params["s"])
+
+
+def test_train_with_new_data_compiles_nothing():
+    params = {"m": jnp.zeros(()), "s": jnp.zeros(())}
+
+    def call(seed):
+        data = jnp.asarray(np.random.default_rng(seed).normal(size=(200, 1)))
+        return ep.train(_energy, params, data, key=jax.random.key(seed), method="pcd",
+                        num_walkers=64, num_iterations=5, progress_bar=False)
+
+    first, second, clock = _second_call_compiles(call)
+    assert clock.num_compiles == 0, clock
+    assert float(first.params["m"]) != float(second.params["m"])
