@@ -99,3 +99,18 @@ def test_train_with_new_data_compiles_nothing():
     first, second, clock = _second_call_compiles(call)
     assert clock.num_compiles == 0, clock
     assert float(first.params["m"]) != float(second.params["m"])
+
+
+def test_enable_compilation_cache_sets_jax_persistent_cache(tmp_path, monkeypatch):
+    before = {k: getattr(jax.config, k) for k in (
+        "jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+        "jax_persistent_cache_min_entry_size_bytes")}
+    try:
+        path = ep.enable_compilation_cache(tmp_path / "cache")
+        assert path.is_dir() and jax.config.jax_compilation_cache_dir == str(path)
+        assert jax.config.jax_persistent_cache_min_compile_time_secs == 0.0
+        monkeypatch.setenv(ep.compilation.CACHE_ENV_VAR, str(tmp_path / "from_env"))
+        assert ep.enable_compilation_cache() == tmp_path / "from_env"
+    finally:
+        for k, v in before.items():
+            jax.config.update(k, v)

@@ -30,7 +30,7 @@ from .fingerprint import observed_fingerprint
 from .paths import LinearPath, geometric_path, tempering_path
 from .reference import auto_reference, pilot_reference
 from .resampling import ess_fraction, log_mean_exp, systematic_resample
-from .result import EvidenceResult, group_standard_error, with_log_likelihood
+from .result import EvidenceResult, group_standard_error
 from .options import DEFAULT_METHOD, METHODS, SPIN_METHODS, AnnealOptions, typed_key
 from .schedules import as_schedule, power, stage_cap_message
 
@@ -221,7 +221,7 @@ def log_evidence(model, *model_args, key, method: str = DEFAULT_METHOD,
                       reference_info=dict(kind="prior"), t0=t0, sharding=sharding)
         result = dataclasses.replace(  # so that comparisons can refuse evidences of other data
             result, data_fingerprint=observed_fingerprint(model, *model_args, **model_kwargs))
-        result = with_log_likelihood(result, model, model_args, model_kwargs)  # for az.loo
+        result = _with_log_likelihood(result, energy)  # for az.loo
     return _timed(result, clock)
 
 
@@ -244,6 +244,28 @@ def _reference_dim(potential_fn, dim, reference):
         return dim
     event = tuple(getattr(reference, "event_shape", ()))
     return int(event[0]) if len(event) == 1 and int(event[0]) > 0 else dim
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _pointwise_log_likelihood(structure, samples, data):
+    from numpyro.infer import log_likelihood
+
+    args, kwargs = structure.args(data)
+    return log_likelihood(structure.model, samples, *args, batch_ndims=1, **kwargs)
+
+
+def _with_log_likelihood(result: EvidenceResult, energy) -> EvidenceResult:
+    """``result`` with the pointwise log-likelihood of the model's observed sites at its
+    walkers (``to_arviz()``'s ``log_likelihood`` group, for ``az.loo``), as
+    :func:`~.result.with_log_likelihood` computes it, compiled once per model structure."""
+    if not isinstance(result.samples, dict) or energy.structure is None:
+        return result
+    try:
+        values = _pointwise_log_likelihood(energy.structure, result.samples, energy.data)
+    except Exception:  # noqa: BLE001 - a model the vectorized replay cannot handle: no group
+        return result
+    return dataclasses.replace(result, log_likelihood={k: np.asarray(v)
+                                                       for k, v in values.items()})
 
 
 def _timed(result: EvidenceResult, clock: CompileClock) -> EvidenceResult:
