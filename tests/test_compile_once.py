@@ -93,8 +93,9 @@ def test_train_with_new_data_compiles_nothing():
 
     def call(seed):
         data = jnp.asarray(np.random.default_rng(seed).normal(size=(200, 1)))
-        return ep.train(_energy, params, data, key=jax.random.key(seed), method="pcd",
-                        num_walkers=64, num_iterations=5, progress_bar=False)
+        return ep.train(_energy, params, data, key=jax.random.key(seed),
+                        estimator=ep.training.pcd(num_walkers=64), num_iterations=5,
+                        progress_bar=False)
 
     first, second, clock = _second_call_compiles(call)
     assert clock.num_compiles == 0, clock
