@@ -60,6 +60,13 @@ def _pt(potential=TARGET, init=None, **kw):
     return ep.parallel_tempering(potential, init, **kw)
 
 
+def _bridge_model(y=None):
+    import numpyro
+    import numpyro.distributions as dist
+    mu = numpyro.sample("mu", dist.Normal())
+    numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+
 def _nan_at(x, i, value=np.nan):
     x = np.array(x, dtype=float)
     x.flat[i] = value
@@ -267,6 +274,11 @@ BAD = [
         lambda: ep.diagnostics.resample(np.zeros((3, 2)), np.zeros(3), key=0)),
     Row("plots.plot_training", "not a result", "history",
         lambda: ep.plots.plot_training(3)),
+    Row("bridge_sampling", "not a result", "posterior",
+        lambda: ep.bridge_sampling(3, _bridge_model, key=KEY), exc=TypeError),
+    Row("compare_evidence", "non-positive size", "results", lambda: ep.compare_evidence([])),
+    Row("compare_evidence", "not a result", "results",
+        lambda: ep.compare_evidence([3, 4]), exc=TypeError),
     Row("training.train", "unknown name", "sm_trace",
         lambda: _train(method="sm", sm_trace="fast"), choices=("auto", "exact", "hutchinson")),
 ]
@@ -283,6 +295,7 @@ NOT_ENTRY_POINTS = {
     "CompileClock": "a context manager that takes no arguments",
     "kernels": "pure jittable (init, step) functions: their callers validate before tracing",
     "weights": "pure jittable weight arithmetic: its callers validate before tracing",
+    "BridgeResult": "a result dataclass that ep.bridge_sampling builds",
 }
 ISSUE_ITEMS = {
     "non-positive step", "non-positive walkers", "non-positive iterations", "init_params shape",
