@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
+from ..weights import systematic_resample  # noqa: F401  (one copy: re-exported here)
+
 Array = jax.Array
 
 __all__ = [
@@ -69,25 +71,6 @@ def conditional_ess(log_w: Array, log_increment: Array, axis: int = -1) -> Array
     den = logsumexp(log_W + 2.0 * log_increment, axis=axis)
     value = jnp.exp(num - den)
     return jnp.where(jnp.isfinite(value), value, 0.0)
-
-
-def systematic_resample(key: Array, log_w: Array, num_samples: int | None = None) -> Array:
-    """Indices of a systematic resample of walkers with log weights ``log_w`` (1-D).
-
-    One uniform ``u``; walker ``i`` is copied ``floor`` or ``ceil`` of ``n W_i`` times.
-    O(n) via ``searchsorted`` on the cumulative weights. When every weight is zero the
-    identity is returned (the caller decides what a dead population means).
-    """
-    n = log_w.shape[-1]
-    m = n if num_samples is None else int(num_samples)
-    dead = ~jnp.isfinite(logsumexp(log_w))
-    weights = jnp.exp(normalize_log_weights(jnp.where(dead, 0.0, log_w)))
-    cdf = jnp.cumsum(weights)
-    cdf = cdf / cdf[-1]
-    u = (jax.random.uniform(key, (), dtype=cdf.dtype) + jnp.arange(m, dtype=cdf.dtype)) / m
-    idx = jnp.clip(jnp.searchsorted(cdf, u, side="right"), 0, n - 1)
-    identity = jnp.arange(m) % n
-    return jnp.where(dead, identity, idx)
 
 
 def multinomial_resample(key: Array, log_w: Array, num_samples: int | None = None) -> Array:
