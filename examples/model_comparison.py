@@ -103,6 +103,11 @@ def make_figures(quick: bool = False, seed: int = 0) -> dict:
     best = max(results, key=lambda d: results[d].log_z)
     print(f"preferred model: degree {best} (exact answer: degree "
           f"{max(degrees, key=lambda d: exact_log_evidence(x, y, d))})")
+    exact_best = exact_log_evidence(x, y, best)
+    for d in degrees:
+        if d != best:
+            bf = exact_best - exact_log_evidence(x, y, d)
+            print(f"exact log Bayes factor, degree {best} vs {d}: {bf:.4f} (factor {np.exp(bf):.4g})")
     print(f"\n{results[best]}")
 
     annealing = ep.plots.plot_evidence({f"degree {d}": res for d, res in results.items()})

@@ -153,7 +153,8 @@ def make_figures(quick: bool = False, seed: int = 0) -> dict:
         theory = axes[:, 1] @ target.ula_stationary_cov(h) @ axes[:, 1]
         print(f"  h={h:<6g} stiff variance: unweighted {u.value[1]:.5f} +- {u.se[1]:.5f} "
               f"(theory {theory:.5f}), "
-              f"weighted {w.value[1]:.5f} +- {w.se[1]:.5f} (exact 0.01000), "
+              f"weighted {w.value[1]:.5f} +- {w.se[1]:.5f} (exact 0.01000, "
+              f"z {(w.value[1] - 0.01) / w.se[1]:+.2f}), "
               f"ESS {ep.diagnostics.kish_ess(lw) / num_walkers:.2f}, "
               f"k-hat {ep.diagnostics.pareto_khat(lw, warn=False).khat:.2f}")
     figures["jarzynski"] = plot_jarzynski(target, steps, traces, finals)
