@@ -272,5 +272,24 @@ def _check_tempering_mixture(stdout, figures):
     assert len(figures["tempering_mixture"]["panels"]) == 3
 
 
+def _check_cross_entropy_tracking(stdout, figures):
+    """Issue 17: the eq. 106 estimate of Jarzynski training follows the exact cross-entropy
+    (closed-form log Z) within 0.05 nats at every iteration, the exact cross-entropy of
+    Jarzynski training ends at its minimum, and PCD's passes a minimum and rises again."""
+    rows = {line.split()[0]: line.split() for line in stdout.splitlines()
+            if line.split()[:1] in (["jarzynski"], ["pcd"])}
+    assert set(rows) == {"jarzynski", "pcd"}, stdout
+    entropy = float(stdout.split("cross-entropy of rho* itself on the data:")[1].split()[0])
+    error = float(stdout.split("max |error|")[1].split(",")[0])
+    assert error < 0.05, stdout
+    jar, pcd = rows["jarzynski"], rows["pcd"]
+    # name, H start, H end, eq. 106 end, weight, min H, (iteration)
+    assert float(jar[5]) == float(jar[2]) and abs(float(jar[3]) - float(jar[2])) <= error
+    assert float(jar[2]) - entropy < 0.1 and abs(float(jar[4]) - 0.25) < abs(float(pcd[4]) - 0.25)
+    assert pcd[3] == "(none)" and float(pcd[2]) > float(pcd[5]) + 0.02, stdout
+    assert len(figures["cross_entropy_tracking"]["panels"]) == 3
+
+
 EXTRA_CHECKS = {"evidence_from_draws": _check_evidence_from_draws,
+                "cross_entropy_tracking": _check_cross_entropy_tracking,
                 "tempering_mixture": _check_tempering_mixture}
