@@ -20,9 +20,10 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/ebm-ppl demo --outdir $(OUTDIR)
 
-# Three pytest processes, not one: a single process that compiles every test's programs
-# aborted inside XLA's CPU compiler twice after ~260 tests (never in a fresh process; see
-# CHANGELOG). Each chunk prints its own summary line.
+# Three pytest processes, not one: a single process that kept every test's compiled programs
+# ran out of memory mappings (vm.max_map_count) after ~260 tests and XLA's compiler segfaulted.
+# tests/conftest.py now frees compiled programs after each module; the chunks are a second
+# guard and cost a few seconds of imports. Each chunk prints its own summary line.
 TEST_CHUNKS ?= "tests/test_[a-g]*.py" "tests/test_[h-r]*.py" "tests/test_[s-z]*.py"
 test: $(STAMP)
 	@set -e; for chunk in $(TEST_CHUNKS); do \

@@ -6,6 +6,7 @@ on a CPU-only machine; they are set here, for the test process only.
 """
 
 import dataclasses
+import gc
 import os
 from pathlib import Path
 
@@ -19,6 +20,21 @@ import jax  # noqa: E402
 jax.config.update("jax_enable_x64", True)
 
 import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+@pytest.fixture(autouse=True, scope="module")
+def _free_compiled_programs():
+    """Drop JAX's compiled programs after each test module.
+
+    Every XLA CPU executable kept alive holds a few memory mappings; one process that keeps
+    every test's programs reaches Linux's ``vm.max_map_count`` (65530) after ~260 tests and
+    XLA's compiler then segfaults (measured: 9624 mappings after three modules, 1456 with this
+    fixture). Tests that count compilations do so within one module, so they are unaffected.
+    """
+    yield
+    jax.clear_caches()
+    gc.collect()
+
 
 ROOT = Path(__file__).resolve().parents[1]
 """The repository root (examples, docs, mkdocs.yml)."""
