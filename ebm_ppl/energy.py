@@ -13,6 +13,7 @@ potential, split
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -131,9 +132,96 @@ def energy_from_fn(fn: Callable, example, *, name: str = "energy") -> Energy:
     return Energy(potential_fn=potential_fn, dim=int(flat.size), unravel=unravel, name=name)
 
 
+def _bernoulli_logits_log_prob(logits, value):
+    """``y l - softplus(l)``: NumPyro's ``BernoulliLogits.log_prob`` at finite logits (the
+    same function; NumPyro writes it ``-(max(l, 0) + log1p(exp(-|l|)) - l y)`` behind a guard
+    for infinite logits, whose value-and-gradient cost ~1.3x this form's in
+    ``benchmarks/model_gradient_cost.py``). An infinite logit (a parameter at infinity)
+    gives NaN here, which the moves reject."""
+    return value * logits - jax.nn.softplus(logits)
+
+
+def _fixed_support(fn) -> bool:
+    """Whether the support of ``fn`` (and of every distribution it wraps) depends on no
+    parameter: then NumPyro's per-call support check is a check of the value alone."""
+    from numpyro.distributions import Distribution
+
+    while isinstance(fn, Distribution):
+        try:
+            if jax.tree.leaves(fn.support):
+                return False
+        except NotImplementedError:
+            return False
+        fn = getattr(fn, "base_dist", None)
+    return True
+
+
+def _without_validation(fn):
+    """A shallow copy of ``fn`` (and of the distributions it wraps) without NumPyro's
+    per-call support check (NumPyro >= 0.22 validates by default)."""
+    from numpyro.distributions import Distribution
+
+    if not getattr(fn, "_validate_args", False) and not hasattr(fn, "base_dist"):
+        return fn
+    new = copy.copy(fn)
+    new._validate_args = False
+    base = getattr(fn, "base_dist", None)
+    if isinstance(base, Distribution):
+        new.base_dist = _without_validation(base)
+    return new
+
+
+def _log_prob(fn, value, intermediates=None):
+    """``fn.log_prob(value)`` elementwise, the numbers NumPyro computes, at a lower cost.
+
+    NumPyro (>= 0.22) checks at every call that ``value`` is in the support (an ``isfinite``
+    and a select per element even for a Normal). When the support depends on no parameter,
+    that check concerns the value alone: latent values come from the bijection onto the
+    support, and the observed data are checked once per call of :func:`energy_from_model`
+    (``checked_potential``), so it is skipped here. Supports that depend on parameters
+    (``Uniform(0, theta)``) keep it. Bernoulli with logits takes
+    :func:`_bernoulli_logits_log_prob`. Together these made the 1.9x of NumPyro's potential
+    over a hand-written logistic regression (``benchmarks/model_gradient_cost.py``).
+    """
+    from numpyro.distributions import BernoulliLogits, Independent
+    from numpyro.distributions.util import sum_rightmost
+
+    if not intermediates and _fixed_support(fn):
+        fn = _without_validation(fn)
+        if type(fn) is Independent and type(fn.base_dist) is BernoulliLogits:
+            return sum_rightmost(_bernoulli_logits_log_prob(fn.base_dist.logits, value),
+                                 fn.reinterpreted_batch_ndims)
+        if type(fn) is BernoulliLogits:
+            return _bernoulli_logits_log_prob(fn.logits, value)
+    return fn.log_prob(value, intermediates) if intermediates else fn.log_prob(value)
+
+
 def _site_log_prob(site) -> Array:
-    lp = jnp.sum(site["fn"].log_prob(site["value"]))
+    lp = jnp.sum(_log_prob(site["fn"], site["value"], site["intermediates"]))
     return lp if site["scale"] is None else site["scale"] * lp
+
+
+def _log_joint(model, args, kwargs, params):
+    """NumPyro's ``log_density`` of ``model`` at unconstrained ``params`` (its
+    ``potential_energy`` negated: the same substitution, site order and sums), with the
+    site log-probabilities of :func:`_log_prob`."""
+    from numpyro import handlers
+    from numpyro.infer.util import _unconstrain_reparam
+    from numpyro.distributions.util import is_identically_one
+
+    with handlers.block():
+        tr = handlers.trace(handlers.substitute(
+            model, substitute_fn=functools.partial(_unconstrain_reparam, params))
+        ).get_trace(*args, **kwargs)
+    terms = []
+    for site in tr.values():
+        if site["type"] == "sample":
+            lp = _log_prob(site["fn"], site["value"], site["intermediates"])
+            scale = site["scale"]
+            if scale is not None and not is_identically_one(scale):
+                lp = scale * lp
+            terms.append(jnp.sum(lp))
+    return sum(terms, start=0.0)
 
 
 class _ModelStructure:
@@ -153,7 +241,7 @@ class _ModelStructure:
         self.site_names = tuple(init_info.z)
         self.transforms = {n: _biject_to(latent[n]["fn"].support) for n in init_info.z}
         self.observed = tuple(observed)
-        self.checked_potential = jax.jit(self.potential)
+        self.checked_potential = jax.jit(self.numpyro_potential)
 
     def args(self, data):
         leaves = [None] * self.num_leaves
@@ -163,9 +251,16 @@ class _ModelStructure:
             leaves[i] = v
         return jax.tree.unflatten(self.treedef, leaves)
 
-    def potential(self, z, data):
+    def numpyro_potential(self, z, data):
+        """NumPyro's own potential energy (with its support checks of the data)."""
         args, kwargs = self.args(data)
         return self.potential_gen(*args, **kwargs)(self.unravel_dict(z))
+
+    def potential(self, z, data):
+        """NumPyro's potential energy at ``z`` (the same numbers as ``potential_gen``; see
+        :func:`_log_joint` for the cheaper site log-probabilities)."""
+        args, kwargs = self.args(data)
+        return -_log_joint(self.model, args, kwargs, self.unravel_dict(z))
 
     def _constrained_trace(self, z, data):
         from numpyro import handlers
