@@ -290,6 +290,28 @@ def _check_cross_entropy_tracking(stdout, figures):
     assert len(figures["cross_entropy_tracking"]["panels"]) == 3
 
 
+def _check_free_energy_maxent(stdout, figures):
+    """Issue 17 (seed section 5): the mean-field free energy bounds the exact one from above at
+    every temperature, the annealed free energy at T_c is within 3 se of Kaufman's, the
+    entropy per spin reaches log(2)/N at low T, and the entropy deficit of every mixture is
+    >= 0 and equals its KL divergence to the Boltzmann-Gibbs law of the same mean energy."""
+    import math
+    bound = float(stdout.split("f_MF - f over T in [0.5, 5]: min")[1].split()[0])
+    assert bound > 0, stdout
+    line = next(ln for ln in stdout.splitlines() if ln.startswith("annealing"))
+    f_part = line.split(" f ")[1]
+    f_est, f_se = float(f_part.split()[0]), float(f_part.split()[2])
+    f_exact = float(f_part.split("(exact ")[1].rstrip(")"))
+    assert abs(f_est - f_exact) < 3 * f_se and f_se < 0.02, line
+    low_t = float(stdout.split("at T = 0.5:")[1].split()[0])
+    assert abs(low_t - math.log(2) / 64) < 1e-4, stdout
+    mix = stdout.split("nats per spin;")[0].split("min ")[-1].split(", max ")
+    assert float(mix[0]) >= 0 and float(mix[1]) > 0.01, stdout
+    assert float(stdout.split("|gap - KL| at most")[1].split()[0]) < 1e-9, stdout
+    assert len(figures["free_energy_maxent"]["panels"]) == 3
+
+
 EXTRA_CHECKS = {"evidence_from_draws": _check_evidence_from_draws,
+                "free_energy_maxent": _check_free_energy_maxent,
                 "cross_entropy_tracking": _check_cross_entropy_tracking,
                 "tempering_mixture": _check_tempering_mixture}
