@@ -27,6 +27,7 @@ from ebm_ppl import targets
 
 TARGET = targets.anisotropic_gaussian_2d()
 KEY = jax.random.key(0)
+KEY3 = jax.random.split(KEY, 3)
 FAMILY = ep.gaussian_mixture_energy(np.array([[-1.0, 0.0], [1.0, 0.0]]))
 DATA = np.random.default_rng(0).normal(size=(40, 2))
 Y = jnp.linspace(-1.0, 1.0, 5)
@@ -192,6 +193,21 @@ BAD = [
         lambda: ep.log_evidence(model, Y, key=KEY, step_size=-1.0, **SMALL)),
     Row("log_evidence", "key of the wrong type", "key",
         lambda: ep.log_evidence(model, Y, key="seed", **SMALL)),
+    Row("log_evidence_batch", "data shape", "model argument 0",
+        lambda: ep.log_evidence_batch(model, np.zeros(()), key=KEY, **SMALL)),
+    Row("log_evidence_batch", "shape mismatch", "model keyword argument",
+        lambda: ep.log_evidence_batch(lambda x, y: model(y), np.zeros((2, 3)),
+                                      y=np.zeros((3, 5)), key=KEY, **SMALL)),
+    Row("log_evidence_batch", "NaN/inf in data", "model argument 0",
+        lambda: ep.log_evidence_batch(model, _nan_at(np.zeros((2, 5)), 3), key=KEY, **SMALL)),
+    Row("log_evidence_batch", "unknown name", "method",
+        lambda: ep.log_evidence_batch(model, np.zeros((1, 5)), key=KEY, method="ti", **SMALL),
+        choices=("hmc", "mala", "jarzynski", "nuts")),
+    Row("log_evidence_batch", "key of the wrong type", "key",
+        lambda: ep.log_evidence_batch(model, np.zeros((1, 5)), key="seed", **SMALL)),
+    Row("log_evidence_batch", "key of the wrong type", "key",
+        lambda: ep.log_evidence_batch(model, np.zeros((2, 5)), key=KEY3, **SMALL),
+        "2 keys"),
     Row("log_evidence", "unknown name", "method",
         lambda: ep.log_evidence(model, Y, key=KEY, method="bridge", **SMALL),
         choices=ep.evidence.METHODS),
@@ -296,6 +312,7 @@ NOT_ENTRY_POINTS = {
     "kernels": "pure jittable (init, step) functions: their callers validate before tracing",
     "weights": "pure jittable weight arithmetic: its callers validate before tracing",
     "BridgeResult": "a result dataclass that ep.bridge_sampling builds",
+    "EvidenceBatch": "a sequence of results that ep.log_evidence_batch builds",
 }
 ISSUE_ITEMS = {
     "non-positive step", "non-positive walkers", "non-positive iterations", "init_params shape",

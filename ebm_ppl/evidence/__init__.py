@@ -13,6 +13,7 @@ fitted to a
 * `bar` -- BAR between forward and reverse passes.
 * `api` -- ``log_partition`` and ``log_evidence``; `result`
 -- ``EvidenceResult``.
+* `batch` -- ``log_evidence_batch``: one model's evidence on K data sets in one compiled run.
 * `bridge` -- ``bridge_sampling``: the evidence from posterior draws you already
 have.
 * `compare` -- ``compare_evidence``: the table of log Z, Bayes factors,
@@ -23,6 +24,7 @@ records.
 """
 
 from .api import DEFAULT_METHOD, METHODS, log_evidence, log_partition
+from .batch import EvidenceBatch, log_evidence_batch
 from .engine import AnnealOutput, MoveInfo, anneal
 from .options import AnnealOptions
 from .paths import LinearPath, PathState, geometric_path, tempering_path
@@ -45,7 +47,8 @@ from .fingerprint import observed_fingerprint
 from .schedules import Adaptive
 
 __all__ = [
-    "log_partition", "log_evidence", "EvidenceResult", "METHODS", "DEFAULT_METHOD",
+    "log_partition", "log_evidence", "log_evidence_batch", "EvidenceBatch", "EvidenceResult",
+    "METHODS", "DEFAULT_METHOD",
     "anneal", "AnnealOptions", "AnnealOutput", "MoveInfo", "LinearPath", "PathState", "geometric_path",
     "tempering_path", "auto_reference", "find_modes", "fit_gaussian_mixture", "pilot_reference",
     "Adaptive",

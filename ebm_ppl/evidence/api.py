@@ -381,7 +381,7 @@ def _run(path, key, opts: AnnealOptions, *, reference="uniform", reference_info=
     ``opts``, from the initial draws to the :class:`EvidenceResult` (without compile time)."""
     t0 = time.perf_counter() if t0 is None else t0
     reference_info = {} if reference_info is None else reference_info
-    method, n, g = opts.method, int(opts.num_walkers), int(opts.num_groups)
+    method, n = opts.method, int(opts.num_walkers)
     if opts.spins:  # the key split of the spin driver of earlier releases (same numbers)
         (key_init, key_fwd), key_rev = jax.random.split(typed_key(key)), None
     else:
@@ -402,6 +402,17 @@ def _run(path, key, opts: AnnealOptions, *, reference="uniform", reference_info=
     move = _move(path, opts)
     out = anneal(key_fwd, state, delta_fn=_path_delta, move=move, schedule=sched,
                  options=opts, log_z0=path.log_z0, step_size=step_size, desc=desc)
+    return _finish(path, key, opts, state, out, sched, step_size, move, grads, reference,
+                   reference_info, t0, key_rev)
+
+
+def _finish(path, key, opts: AnnealOptions, state, out, sched, step_size, move, grads,
+            reference, reference_info, t0, key_rev, probe=None):
+    """The :class:`EvidenceResult` of the annealing output ``out`` of :func:`_run` (from the
+    initial walkers ``state``): messages, the bias probe (run here unless ``probe``, its
+    :class:`~.engine.AnnealOutput` or the :class:`SamplingDivergedError` it raised, is given,
+    as :mod:`.batch` does), the reverse pass and the verdict."""
+    method, n, g = opts.method, int(opts.num_walkers), int(opts.num_groups)
     h = out.history
     grads += out.num_grads
     messages = []
@@ -440,7 +451,11 @@ def _run(path, key, opts: AnnealOptions, *, reference="uniform", reference_info=
     extra = {}
     if opts.bias_check and method != "ti":
         try:
-            probe = _probe(path, jax.random.fold_in(key, 15), n, sched, step_size, move, opts)
+            if probe is None:
+                probe = _probe(path, jax.random.fold_in(key, 15), n, sched, step_size, move,
+                               opts)
+            elif isinstance(probe, SamplingDivergedError):
+                raise probe
         except SamplingDivergedError as err:  # a small probe can die where the run did not
             messages.append(f"unreliable: the bias probe of {max(n // PROBE_FRACTION, 2)} "
                             f"walkers diverged ({err}); raise num_walkers")
