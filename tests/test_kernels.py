@@ -115,10 +115,11 @@ def test_mala_and_rwmh_match_exact_mean_and_covariance(kernel, target_accept):
     assert np.all(np.abs(cov - TARGET.cov) < 4 * cov_se), (cov, cov_se)
     accept = float(np.mean(mcmc.get_extra_fields()["accept_prob"]))
     if target_accept is not None:  # warmup tuned the step toward the target acceptance
-        # NumPyro's windowed schedule re-tunes the step in the last 50 warmup steps after the
-        # final mass-matrix update; for RWMH's low target (0.234) that short dual averaging
-        # lands ~0.05 low (0.18 observed), for MALA within 0.02
-        assert abs(accept - target_accept) < 0.075, accept
+        # the final step is the averaged one of a damped final window restarted at the
+        # previous window's averaged step (ep.mcmc._steadier_step_adaptation); with
+        # NumPyro's restarts RWMH sampled at 0.18 (Jensen: its acceptance is convex in
+        # log step at 0.234). Observed 0.225 (RWMH), 0.585 (MALA) over these 1000 chains
+        assert abs(accept - target_accept) < 0.05, accept
 
 
 # -- 3. NumPyro conformance ------------------------------------------------------------------
