@@ -1,11 +1,11 @@
 """Compilation: how long a call spent compiling, and an opt-in persistent compilation cache.
 
-* :class:`CompileClock` -- a context manager that adds up the seconds JAX reports (through
-  :mod:`jax.monitoring`) for tracing, lowering and XLA compilation while it is open, and counts
+* `CompileClock` -- a context manager that adds up the seconds JAX reports (through
+  `jax.monitoring`) for tracing, lowering and XLA compilation while it is open, and counts
   the XLA compilations. Every evidence result carries it as ``result.compile_time`` (the rest of
   ``wall_time`` is run time); tests use ``num_compiles`` to check that a second call with new
   data compiles nothing.
-* :func:`enable_compilation_cache` -- JAX's persistent compilation cache in a directory, so that
+* `enable_compilation_cache` -- JAX's persistent compilation cache in a directory, so that
   a fresh process (a rerun script or notebook) loads the compiled programs from disk instead of
   compiling them. Opt in with ``ep.enable_compilation_cache(path)`` or by setting the
   environment variable ``EBM_PPL_COMPILATION_CACHE`` to a directory before importing

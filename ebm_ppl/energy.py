@@ -177,10 +177,10 @@ def _log_prob(fn, value, intermediates=None):
     NumPyro (>= 0.22) checks at every call that ``value`` is in the support (an ``isfinite``
     and a select per element even for a Normal). When the support depends on no parameter,
     that check concerns the value alone: latent values come from the bijection onto the
-    support, and the observed data are checked once per call of :func:`energy_from_model`
+    support, and the observed data are checked once per call of `energy_from_model`
     (``checked_potential``), so it is skipped here. Supports that depend on parameters
     (``Uniform(0, theta)``) keep it. Bernoulli with logits takes
-    :func:`_bernoulli_logits_log_prob`. Together these made the 1.9x of NumPyro's potential
+    `_bernoulli_logits_log_prob`. Together these made the 1.9x of NumPyro's potential
     over a hand-written logistic regression (``benchmarks/model_gradient_cost.py``).
     """
     from numpyro.distributions import BernoulliLogits, Independent
@@ -204,7 +204,7 @@ def _site_log_prob(site) -> Array:
 def _log_joint(model, args, kwargs, params):
     """NumPyro's ``log_density`` of ``model`` at unconstrained ``params`` (its
     ``potential_energy`` negated: the same substitution, site order and sums), with the
-    site log-probabilities of :func:`_log_prob`."""
+    site log-probabilities of `_log_prob`."""
     from numpyro import handlers
     from numpyro.infer.util import _unconstrain_reparam
     from numpyro.distributions.util import is_identically_one
@@ -225,7 +225,7 @@ def _log_joint(model, args, kwargs, params):
 
 
 class _ModelStructure:
-    """What :func:`energy_from_model` learns from one concrete run of a model, kept per
+    """What `energy_from_model` learns from one concrete run of a model, kept per
     (model, argument structure, non-array arguments, array shapes and dtypes): the sample
     sites, their transforms and the flat layout. Its methods take the model's array arguments
     (``data``) as a traced argument, so a compiled program built on them serves every data
@@ -258,7 +258,7 @@ class _ModelStructure:
 
     def potential(self, z, data):
         """NumPyro's potential energy at ``z`` (the same numbers as ``potential_gen``; see
-        :func:`_log_joint` for the cheaper site log-probabilities)."""
+        `_log_joint` for the cheaper site log-probabilities)."""
         args, kwargs = self.args(data)
         return -_log_joint(self.model, args, kwargs, self.unravel_dict(z))
 

@@ -6,6 +6,7 @@ Chromium with the network off (``scripts/docs_check.py``, also ``make docs-check
 """
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -31,6 +32,30 @@ def test_site_config_loads_nothing_from_other_hosts():
     assert "scripts/docs_hooks.py" in cfg.get("hooks", [])
     js = (ROOT / "docs" / "javascripts" / "mathjax.js").read_text()
     assert "typeof mj.typesetPromise" in js, "the MathJax calls must be guarded"
+
+
+SPHINX_ROLE = re.compile(r":(?:class|func|mod|meth|attr|data|obj|exc):`")
+
+
+def test_docstrings_use_mkdocstrings_cross_references():
+    """The API pages render with mkdocstrings (Google style): a Sphinx role such as
+    :func:`x` shows up literally there. Write [`x`][ebm_ppl.module.x] or plain ``x``."""
+    found = [f"{p.relative_to(ROOT)}:{i}" for p in sorted((ROOT / "ebm_ppl").rglob("*.py"))
+             for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+             if SPHINX_ROLE.search(line)]
+    assert not found, f"Sphinx roles in docstrings: {found}"
+    assert SPHINX_ROLE.search("see :class:`~ebm_ppl.energy.Energy`")
+
+
+def test_api_pages_list_entry_points_first():
+    """Issue 17: the diagnostics and spins API pages render in ``__all__`` order, which starts
+    with the public entry points (not internals such as sweeps or result classes)."""
+    from ebm_ppl import diagnostics, spins
+    assert diagnostics.__all__[:2] == ["summary", "convergence"]
+    assert spins.__all__[0] == "Ising" and spins.__all__.index("ising_exact") < \
+        spins.__all__.index("gibbs_sweep")
+    for page in ("diagnostics", "spins"):
+        assert "members_order: __all__" in (ROOT / "docs" / "api" / f"{page}.md").read_text()
 
 
 def test_mathjax_hook_copies_the_bundle(tmp_path):

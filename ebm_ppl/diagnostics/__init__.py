@@ -16,12 +16,15 @@ from .weights import (KHAT_BAD, KHAT_GOOD, Estimate, ImportanceWeightWarning, Pa
                       kish_ess, normalized_weights, pareto_khat, psis, resample,
                       systematic_indices, weighted_mean)
 
+# Public entry points first (the API page renders in this order), then result classes, then
+# building blocks.
 __all__ = [
-    "BiasReport", "sampler_bias_report", "divergences_by_quadrature", "fisher_divergence",
-    "kl_divergence", "log_density", "remark31_mixtures", "mode_masses", "convergence",
-    "is_weighted", "summary", "to_datatree", "weighted_datatree", "weighted_summary", "KHAT_BAD",
-    "KHAT_GOOD", "Estimate", "ImportanceWeightWarning", "ParetoKHat", "kish_ess",
-    "normalized_weights", "pareto_khat", "psis", "resample", "systematic_indices",
-    "weighted_mean", "SteinDiscrepancy", "make_preconditioner", "stein_discrepancy",
-    "stein_thin", "SteinTest", "stein_test", "StepSizeSelection", "select_step_size",
+    "summary", "convergence", "mode_masses", "sampler_bias_report", "kish_ess", "pareto_khat",
+    "psis", "weighted_mean", "stein_discrepancy", "stein_test", "stein_thin", "select_step_size",
+    "kl_divergence", "fisher_divergence", "divergences_by_quadrature", "weighted_summary",
+    "weighted_datatree", "to_datatree", "is_weighted",
+    "Estimate", "ParetoKHat", "BiasReport", "SteinDiscrepancy", "SteinTest", "StepSizeSelection",
+    "ImportanceWeightWarning", "KHAT_GOOD", "KHAT_BAD",
+    "normalized_weights", "resample", "systematic_indices", "log_density", "remark31_mixtures",
+    "make_preconditioner",
 ]

@@ -1,8 +1,8 @@
-"""User-facing entry points: :func:`log_partition` (log Z of exp(-U)) and :func:`log_evidence`
+"""User-facing entry points: `log_partition` (log Z of exp(-U)) and `log_evidence`
 (log p(data) of a NumPyro model).
 
-Both build a linear path (:mod:`.paths`), a move (:mod:`.moves`) and run the one annealing loop
-(:mod:`.engine`); "is" is plain importance sampling from the reference (seed eq. 2) and "ti"
+Both build a linear path (`paths`), a move (`moves`) and run the one annealing loop
+(`engine`); "is" is plain importance sampling from the reference (seed eq. 2) and "ti"
 thermodynamic integration ``log Z_1 = log Z_0 - int_0^1 E_beta[V] dbeta`` with NUTS moves on a
 fixed ladder (both baselines for teaching and comparison).
 """
@@ -72,9 +72,9 @@ def log_partition(potential_fn, *, key, reference=None, dim: int | None = None,
     """log Z = log int exp(-U(x)) dx by annealing from a normalized reference (seed eq. 102-104).
 
     Args:
-        potential_fn: U on flat arrays of shape (dim,), an :class:`~ebm_ppl.energy.Energy`, a
-            target from :mod:`ebm_ppl.targets`, or a spin model (:mod:`ebm_ppl.spins`, see
-            below).
+        potential_fn: U on flat arrays of shape (dim,), an [`Energy`][ebm_ppl.energy.Energy], a
+            target from [`ebm_ppl.targets`][ebm_ppl.targets], or a spin model
+            ([`ebm_ppl.spins`][ebm_ppl.spins], see below).
         key: a JAX random key. The same key gives the same result.
         reference: a NumPyro distribution with event shape (dim,) and exact ``log_prob`` (its
             event shape gives ``dim``); None
@@ -89,7 +89,7 @@ def log_partition(potential_fn, *, key, reference=None, dim: int | None = None,
             (importance sampling from the reference, eq. 2) or "ti" (thermodynamic integration).
         num_walkers: walkers (default 4096; 1024 for spin models), resampled as one pool;
             ``log_z_se`` comes from their genealogy (Lee & Whiteley 2018; see
-            :func:`~ebm_ppl.evidence.resampling.genealogy_relative_variance`).
+            [`genealogy_relative_variance`][ebm_ppl.evidence.resampling.genealogy_relative_variance]).
         num_groups: split the walkers into this many independent groups that resampling never
             mixes (default 1; one per device when sharded, so that resampling stays on each
             device; ``num_walkers // 64``, at most 16, for "ti" and spin models, whose error is
@@ -110,13 +110,13 @@ def log_partition(potential_fn, *, key, reference=None, dim: int | None = None,
         schedule: "adaptive" (next beta at conditional ESS ``target_ess``), "linear",
             "geometric", "power" (with ``num_stages``) or an increasing array from 0 to 1.
         num_moves, num_leapfrog, target_accept, step_jitter, precondition: None takes the
-            method's default (:data:`ebm_ppl.evidence.options.METHOD_DEFAULTS`).
+            method's default (``ebm_ppl.evidence.options.METHOD_DEFAULTS``).
         bar: also run the schedule in reverse from the final resampled walkers and report
             the BAR and reverse estimates (doubles the cost).
         progress_bar: show stages, beta, ESS and the seconds spent compiling while running.
         devices, mesh: shard the walkers over devices (``"all"``, a count, a list of
             devices, or a ``jax.sharding.Mesh`` with a ``"walkers"`` axis; see
-            :mod:`ebm_ppl.sharding` and ``docs/scaling.md``); ``num_walkers`` must divide
+            [`ebm_ppl.sharding`][ebm_ppl.sharding] and ``docs/scaling.md``); ``num_walkers`` must divide
             evenly. Reductions and resampling stay global: the same key gives the same log Z
             as on one device, up to floating-point reduction order. ``result.walkers`` keeps
             the final walkers on the devices.
@@ -194,7 +194,7 @@ def log_evidence(model, *model_args, key, method: str = DEFAULT_METHOD,
 
     Walkers move in NumPyro's unconstrained space; ``result.samples`` are constrained
     posterior draws (weighted by ``result.log_weights``). Options as in
-    :func:`log_partition` (``devices=``/``mesh=`` shard the walkers); other keyword arguments
+    `log_partition` (``devices=``/``mesh=`` shard the walkers); other keyword arguments
     go to the model.
     """
     opts = AnnealOptions(
@@ -257,7 +257,7 @@ def _pointwise_log_likelihood(structure, samples, data):
 def _with_log_likelihood(result: EvidenceResult, energy) -> EvidenceResult:
     """``result`` with the pointwise log-likelihood of the model's observed sites at its
     walkers (``to_arviz()``'s ``log_likelihood`` group, for ``az.loo``), as
-    :func:`~.result.with_log_likelihood` computes it, compiled once per model structure."""
+    `with_log_likelihood` computes it, compiled once per model structure."""
     if not isinstance(result.samples, dict) or energy.structure is None:
         return result
     try:
@@ -277,7 +277,7 @@ PILOT_FRACTION = 16  # the pilot anneals num_walkers / 16 walkers, at least 256
 
 def _pilot_reference(energy, key, broad, info, opts: AnnealOptions):
     """No usable Laplace mode: anneal a few walkers from the broad Gaussian with the default
-    method and fit :func:`~.reference.pilot_reference` to them (its gradients are counted).
+    method and fit `pilot_reference` to them (its gradients are counted).
     Up to 4 components, fewer when the pilot has under 5 walkers per fitted parameter pair."""
     n_pilot = max(256, int(opts.num_walkers) // PILOT_FRACTION // 16 * 16)
     pilot = _run(geometric_path(energy, broad), key, AnnealOptions(
@@ -377,8 +377,8 @@ def _schedule(opts: AnnealOptions):
 
 def _run(path, key, opts: AnnealOptions, *, reference="uniform", reference_info=None, t0=None,
          sharding=None):
-    """One annealing run of ``path`` (a :class:`~.paths.LinearPath` or a spin path) with
-    ``opts``, from the initial draws to the :class:`EvidenceResult` (without compile time)."""
+    """One annealing run of ``path`` (a `LinearPath` or a spin path) with
+    ``opts``, from the initial draws to the `EvidenceResult` (without compile time)."""
     t0 = time.perf_counter() if t0 is None else t0
     reference_info = {} if reference_info is None else reference_info
     method, n = opts.method, int(opts.num_walkers)
@@ -504,7 +504,7 @@ PROBE_FRACTION = 4  # the bias probe anneals num_walkers / 4 walkers
 
 def _probe(path, key, n, sched, step_size, move, opts: AnnealOptions):
     """An independent run at lower effort (``n / PROBE_FRACTION`` walkers, one pool, same
-    schedule rule, moves and initial step) for the effort trend of :func:`_effort_trend`."""
+    schedule rule, moves and initial step) for the effort trend of `_effort_trend`."""
     m = max(n // PROBE_FRACTION, 2)
     k_init, k_run = jax.random.split(key)
     state = _initial_state(path, k_init, m)

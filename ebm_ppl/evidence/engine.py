@@ -32,7 +32,7 @@ Contracts (what another module plugs in):
 By default the N walkers are resampled as one pool (``num_groups=1``) and the standard error
 of ``log Z`` comes from the walkers' genealogy: each walker carries the index of the initial
 walker it descends from (its Eve), and the Lee & Whiteley (2018) estimator
-(:func:`~.resampling.genealogy_relative_variance`, exact with multinomial resampling) turns
+(`genealogy_relative_variance`, exact with multinomial resampling) turns
 the final weights summed per Eve into ``Var(Z_hat) / Z^2``. With ``num_groups > 1`` the walkers
 form independent groups (resampling never mixes them: cheaper when the groups line up with
 devices); each group's genealogy gives its own variance and the groups' spread is a second,
@@ -71,13 +71,13 @@ class MoveInfo(NamedTuple):
 
 
 class AnnealOutput(NamedTuple):
-    """What :func:`anneal` returns (plain arrays; ``history`` holds one entry per stage).
+    """What `anneal` returns (plain arrays; ``history`` holds one entry per stage).
 
     ``log_weights`` are the final walkers' log weights including their group's normalization
     and ``log_z0``, so ``log_mean_exp(log_weights) == log_z`` and self-normalized averages over
     all walkers are exact expectations. ``group_log_z`` has one estimate per group,
     ``group_rel_var`` its genealogy estimate of ``Var(Z_g) / Z_g^2`` (Lee & Whiteley 2018),
-    ``log_z_se`` the standard error of ``log_z`` they give (:func:`genealogy_log_z_se`) and
+    ``log_z_se`` the standard error of ``log_z`` they give (`genealogy_log_z_se`) and
     ``num_ancestors`` the number of initial walkers that still have descendants with weight.
     """
 
@@ -128,7 +128,7 @@ def _global_log_w(carry):
 
 class _Static(NamedTuple):
     """The compiled stage's static key: the options it depends on
-    (:meth:`~.options.AnnealOptions.stage_key`), the adaptive schedule (or None), whether to
+    (`stage_key`), the adaptive schedule (or None), whether to
     record the increments, and the walkers' sharding (kept at every stage)."""
 
     options: tuple
@@ -248,10 +248,10 @@ def anneal(key, state, *, delta_fn: Callable, move: Callable, schedule,
            desc: str = "annealing", **legacy) -> AnnealOutput:
     """Anneal N walkers along a linear-in-beta path (see the module docstring for contracts).
 
-    ``schedule`` is an :class:`~ebm_ppl.evidence.schedules.Adaptive` or an array of betas
+    ``schedule`` is an [`Adaptive`][ebm_ppl.evidence.schedules.Adaptive] or an array of betas
     (from 0 to 1 forward; any monotone array, e.g. reversed, also works with ``log_z0`` the log Z
     at its first beta). The walkers in ``state`` must be exact draws at the first beta.
-    ``options`` (an :class:`~ebm_ppl.evidence.options.AnnealOptions`) gives the moves per
+    ``options`` (an [`AnnealOptions`][ebm_ppl.evidence.options.AnnealOptions]) gives the moves per
     stage, target acceptance, step adaptation and jitter, resampling threshold and scheme
     ("multinomial": the genealogy variance estimate of ``log_z_se`` is exact under it;
     "systematic": less resampling noise, the genealogy estimate then approximate), walker
@@ -260,9 +260,9 @@ def anneal(key, state, *, delta_fn: Callable, move: Callable, schedule,
     releases (``num_moves=``, ``num_groups=``, ...) still works, with a DeprecationWarning.
 
     The compiled stage is cached per (move function, ``delta_fn``, stage options, shapes):
-    pass ``jax.tree_util.Partial`` objects over module-level functions (as :mod:`.moves` does)
-    to reuse it across calls with new data. Returns an :class:`AnnealOutput`; raises
-    :class:`~ebm_ppl.errors.SamplingDivergedError` when every walker's weight vanishes.
+    pass ``jax.tree_util.Partial`` objects over module-level functions (as `moves` does)
+    to reuse it across calls with new data. Returns an `AnnealOutput`; raises
+    ``ebm_ppl.errors.SamplingDivergedError`` when every walker's weight vanishes.
     """
     leaves = jax.tree.leaves(state)
     n_total = int(leaves[0].shape[0])

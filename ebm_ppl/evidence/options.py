@@ -1,12 +1,12 @@
 """The options of an annealing run, validated once, frozen, and passed whole.
 
-:class:`AnnealOptions` is built by every entry point (:func:`~ebm_ppl.log_partition`,
-:func:`~ebm_ppl.log_evidence`, the pilot run of an automatic reference and
-:func:`ebm_ppl.spins.log_partition`) and handed as one object to the run and to
-:func:`~ebm_ppl.evidence.anneal`. Options left at ``None`` take the method's default
-(:data:`METHOD_DEFAULTS`), resolved in one place, here, so that a spin model gets the same
+`AnnealOptions` is built by every entry point ([`log_partition`][ebm_ppl.log_partition],
+[`log_evidence`][ebm_ppl.log_evidence], the pilot run of an automatic reference and
+[`ebm_ppl.spins.log_partition`][ebm_ppl.spins.log_partition]) and handed as one object to the run and to
+[`anneal`][ebm_ppl.evidence.anneal]. Options left at ``None`` take the method's default
+(`METHOD_DEFAULTS`), resolved in one place, here, so that a spin model gets the same
 numbers through ``ep.log_partition`` and ``ep.spins.log_partition``. The object is hashable: the
-part the compiled stage depends on (:meth:`AnnealOptions.stage_key`) is the static key of its
+part the compiled stage depends on (`AnnealOptions.stage_key`) is the static key of its
 compilation cache.
 """
 
@@ -66,9 +66,9 @@ def _as_float(name, value):
 
 @dataclass(frozen=True, init=False)
 class AnnealOptions:
-    """Validated options of one annealing run (see :func:`ebm_ppl.log_partition` for each).
+    """Validated options of one annealing run (see [`ebm_ppl.log_partition`][ebm_ppl.log_partition] for each).
 
-    ``None`` means "the method's default" (:data:`METHOD_DEFAULTS`); after construction every
+    ``None`` means "the method's default" (`METHOD_DEFAULTS`); after construction every
     field holds its resolved value, except ``step_size`` (None: chosen from the reference's
     gradients at run time). An array ``schedule`` is kept as a tuple of floats (hashable).
     Spin methods ("gibbs", "metropolis") reject the options of continuous moves.

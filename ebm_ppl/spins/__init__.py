@@ -38,13 +38,14 @@ from .models import (
 )
 from .samplers import SpinGibbs, SpinMetropolis
 
+# Public entry points first (the API page renders in this order): models, exact answers, free
+# energies and samplers; then results and the kernels' building blocks.
 __all__ = [
-    "T_CRITICAL", "SpinExact", "curie_weiss_exact", "curie_weiss_log_z", "enumerate_exact",
-    "ising_exact", "ising_log_z", "ising_transfer_matrix", "onsager_magnetization",
-    "SpinInfo", "SpinState", "check_spins", "gibbs_sweep", "heat_bath_prob", "metropolis_prob",
-    "metropolis_sweep", "spin_init", "spin_sweep",
-    "BoltzmannMachine", "CurieWeiss", "Ising", "SpinModel", "TemperedSpinModel",
-    "greedy_coloring", "SpinGibbs", "SpinMetropolis",
-    "Hopfield", "corrupt", "random_patterns", "retrieval_curve",
-    "log_partition", "spin_move", "SpinWalkers",
+    "Ising", "CurieWeiss", "BoltzmannMachine", "Hopfield", "SpinModel",
+    "ising_exact", "ising_log_z", "T_CRITICAL", "onsager_magnetization", "curie_weiss_exact",
+    "curie_weiss_log_z", "enumerate_exact", "ising_transfer_matrix", "log_partition",
+    "SpinGibbs", "SpinMetropolis", "random_patterns", "corrupt", "retrieval_curve",
+    "SpinExact", "SpinState", "SpinInfo", "SpinWalkers", "TemperedSpinModel",
+    "gibbs_sweep", "metropolis_sweep", "spin_sweep", "spin_init", "heat_bath_prob",
+    "metropolis_prob", "check_spins", "spin_move", "greedy_coloring",
 ]

@@ -2,7 +2,7 @@
 
 At beta = 0 every configuration has the same weight, so ``log Z_0 = N log 2`` and exact draws
 are uniform spins. The path ``U_t(s) = t U(s)``, t from 0 to 1, is linear in t (``V = U``):
-:func:`spin_path` makes it one more path of the evidence engine, run by the same code as
+`spin_path` makes it one more path of the evidence engine, run by the same code as
 ``ep.log_partition`` (annealed-importance increments ``-(t' - t) U(s)``, resampling inside
 independent walker groups, the same options and result), with Metropolis or heat-bath Gibbs
 sweeps at each t as moves (they leave exp(-t U) invariant, so no extra weight).
@@ -80,7 +80,7 @@ def _identity(x):
 class SpinPath:
     """``U_t = t U`` on {-1, +1}^N from t = 0 (uniform spins, ``log Z_0 = N log 2``): the
     engine's path contract (``sample_base``, ``evaluate_batch`` caching ``V = U``, ``log_z0``,
-    ``dim``, ``unravel``) plus :meth:`move`. The model is static (no traced leaves)."""
+    ``dim``, ``unravel``) plus `move`. The model is static (no traced leaves)."""
 
     model: Any
 
@@ -128,12 +128,12 @@ def log_partition(model, *, key, kernel: str = "gibbs", num_walkers: int | None 
                   num_groups: int | None = None, max_stages: int = 1000,
                   progress_bar: bool = True):
     """log Z of a spin model by annealing from beta = 0; returns an
-    :class:`~ebm_ppl.evidence.EvidenceResult`. The same call as
+    [`EvidenceResult`][ebm_ppl.evidence.EvidenceResult]. The same call as
     ``ep.log_partition(model, method=kernel, ...)`` (same defaults, same numbers).
 
     Args:
-        model: a spin model (:class:`~ebm_ppl.spins.Ising`, :class:`~ebm_ppl.spins.CurieWeiss`,
-            :class:`~ebm_ppl.spins.BoltzmannMachine`, ...); its own ``beta`` is the target.
+        model: a spin model ([`Ising`][ebm_ppl.spins.Ising], [`CurieWeiss`][ebm_ppl.spins.CurieWeiss],
+            [`BoltzmannMachine`][ebm_ppl.spins.BoltzmannMachine], ...); its own ``beta`` is the target.
         kernel: "gibbs" (heat bath) or "metropolis" sweeps, ``num_moves`` (default 2) per stage.
         num_walkers: walkers (default 1024).
         schedule: "adaptive" (next t at conditional ESS ``target_ess``), "linear", "geometric",
