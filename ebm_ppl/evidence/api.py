@@ -408,10 +408,10 @@ def _run(path, key, opts: AnnealOptions, *, reference="uniform", reference_info=
 
 def _finish(path, key, opts: AnnealOptions, state, out, sched, step_size, move, grads,
             reference, reference_info, t0, key_rev, probe=None):
-    """The :class:`EvidenceResult` of the annealing output ``out`` of :func:`_run` (from the
+    """The `EvidenceResult` of the annealing output ``out`` of `_run` (from the
     initial walkers ``state``): messages, the bias probe (run here unless ``probe``, its
-    :class:`~.engine.AnnealOutput` or the :class:`SamplingDivergedError` it raised, is given,
-    as :mod:`.batch` does), the reverse pass and the verdict."""
+    `AnnealOutput` or the `SamplingDivergedError` it raised, is given,
+    as `batch` does), the reverse pass and the verdict."""
     method, n, g = opts.method, int(opts.num_walkers), int(opts.num_groups)
     h = out.history
     grads += out.num_grads

@@ -1,12 +1,12 @@
 """The evidence of one model on a batch of K data sets in one compiled run.
 
-:func:`log_evidence_batch` runs K independent likelihood-tempering runs (seed eq. 1-2, the
-engine of :mod:`.engine`) side by side: the K data sets' walkers, log weights, adaptive
+`log_evidence_batch` runs K independent likelihood-tempering runs (seed eq. 1-2, the
+engine of `engine`) side by side: the K data sets' walkers, log weights, adaptive
 schedules, step sizes, genealogies and bias probes are K copies of the unbatched state, and
 one call of the compiled batch stage advances every data set by one annealing stage (the
-engine's :func:`~.engine._stage`, applied to each data set in turn by ``lax.map``). The
+engine's `_stage`, applied to each data set in turn by ``lax.map``). The
 adaptive schedule (next beta at conditional ESS ``target_ess``,
-:func:`~.schedules.next_beta`) makes the runs take different numbers of stages: a data set
+`next_beta`) makes the runs take different numbers of stages: a data set
 that reached beta = 1 is skipped (``lax.cond``, no work) while the others go on, and the loop
 ends when all are done.
 
@@ -17,7 +17,7 @@ reductions and does exactly that. The body of ``lax.map`` is the unbatched progr
 set ``k`` reproduces ``ep.log_evidence(model, *data_k, key=keys[k])`` (``keys =
 jax.random.split(key, K)``) to the last bit on the CPU. What the batch saves is the per-call
 work: one model structure, one compiled program, one host round trip per stage for all K
-data sets. Simulation-based calibration of Bayes factors (:mod:`.sbc`) is built on it.
+data sets. Simulation-based calibration of Bayes factors (`sbc`) is built on it.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ BATCH_METHODS = ("hmc", "mala", "jarzynski", "nuts")
 
 @dataclass(frozen=True)
 class EvidenceBatch(Sequence):
-    """K :class:`EvidenceResult` objects, one per data set, with their estimates as arrays.
+    """K `EvidenceResult` objects, one per data set, with their estimates as arrays.
 
     Index it (``batch[k]``), iterate over it or read ``log_z``, ``log_z_se``, ``log_z_err``
     and ``reliable`` as arrays of length K. ``wall_time`` and ``compile_time`` are those of
@@ -114,12 +114,12 @@ def log_evidence_batch(model, *model_args, key, method: str = DEFAULT_METHOD,
     CPU; see the module docstring). One compilation serves the whole batch (and later
     batches of the same K and shapes); the data sets run one after another inside each
     compiled stage, so the gain over K calls is the per-call work, not parallel arithmetic.
-    Options as in :func:`~ebm_ppl.log_evidence`, for the annealing methods "hmc" (default),
+    Options as in [`log_evidence`][ebm_ppl.log_evidence], for the annealing methods "hmc" (default),
     "mala", "jarzynski" and "nuts"; the BAR reverse pass and sharding over devices are not
     offered here.
 
-    Returns an :class:`EvidenceBatch` (a sequence of K :class:`EvidenceResult`). Raises
-    :class:`~ebm_ppl.errors.SamplingDivergedError`, naming the data sets, when every walker
+    Returns an `EvidenceBatch` (a sequence of K `EvidenceResult`). Raises
+    `SamplingDivergedError`, naming the data sets, when every walker
     of some data set dies.
     """
     opts = AnnealOptions(
@@ -241,7 +241,7 @@ def _initial_batch(path, keys, n):
 
 
 def _initial_states(path, keys, n):
-    """K sets of exact prior draws (as :func:`.api._initial_state`)."""
+    """K sets of exact prior draws (as `api._initial_state`)."""
     state = _initial_batch(path, keys, n)
     finite = np.asarray(jnp.any(jnp.isfinite(state.delta) & jnp.isfinite(state.u0), axis=1))
     if not finite.all():
@@ -252,7 +252,7 @@ def _initial_states(path, keys, n):
 
 
 def _run_batch(batched, paths, key_runs, opts: AnnealOptions) -> _Runs:
-    """The forward runs (and bias probes) of the K data sets, as :func:`.api._run` does one."""
+    """The forward runs (and bias probes) of the K data sets, as `api._run` does one."""
     t0 = time.perf_counter()
     n = int(opts.num_walkers)
     size = len(paths)
@@ -289,7 +289,7 @@ def _run_batch(batched, paths, key_runs, opts: AnnealOptions) -> _Runs:
 
 @functools.partial(jax.jit, static_argnames=("static",))
 def _batch_stage(carry, done, beta_target, use_target, adapt_on, move, static: _Static):
-    """The engine's :func:`~.engine._stage` for each data set in turn (``lax.map``), skipping
+    """The engine's `_stage` for each data set in turn (``lax.map``), skipping
     (``lax.cond``: no work) the ones whose run is ``done``."""
     def run(c, mv):
         return _stage(c, beta_target, use_target, adapt_on, mv, _DELTA, static=static)[:2]
@@ -310,14 +310,14 @@ _DELTA = jax.tree_util.Partial(_api._path_delta)
 
 def anneal_batch(keys, state, *, move, schedule, options: AnnealOptions, log_z0: float = 0.0,
                  step_sizes, desc: str = "annealing") -> list:
-    """K annealing runs of :func:`~.engine.anneal`, one per data set, in one compiled stage.
+    """K annealing runs of `anneal`, one per data set, in one compiled stage.
 
-    ``state`` is a :class:`~.paths.PathState` whose leaves have leading axes (K, N);
+    ``state`` is a `PathState` whose leaves have leading axes (K, N);
     ``move`` a move whose pytree leaves (the path's data) have a leading axis K; ``keys``
     and ``step_sizes`` hold one key and one first step per data set. Each run follows its own
     adaptive schedule; finished ones are masked until all are done. Returns K
-    :class:`~.engine.AnnealOutput` (or, for a run whose walkers all died, the
-    :class:`~ebm_ppl.errors.SamplingDivergedError` the unbatched run would raise).
+    `AnnealOutput` (or, for a run whose walkers all died, the
+    `SamplingDivergedError` the unbatched run would raise).
     """
     size, n_total = (int(s) for s in jax.tree.leaves(state)[0].shape[:2])
     g = int(options.num_groups)
