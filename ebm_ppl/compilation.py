@@ -20,7 +20,7 @@ from pathlib import Path
 
 import jax
 
-__all__ = ["CompileClock", "enable_compilation_cache", "CACHE_ENV_VAR"]
+__all__ = ["CompileClock", "enable_compilation_cache", "compile_seconds", "CACHE_ENV_VAR"]
 
 CACHE_ENV_VAR = "EBM_PPL_COMPILATION_CACHE"
 
@@ -81,6 +81,20 @@ class CompileClock:
         return (f"CompileClock(seconds={self.seconds:.3f}, num_compiles={self.num_compiles}, "
                 f"trace={self.trace_time:.3f}, lower={self.lower_time:.3f}, "
                 f"backend={self.backend_time:.3f})")
+
+
+def compile_seconds() -> float | None:
+    """Seconds counted so far by the outermost :class:`CompileClock` open in this thread (the
+    whole call's compilation, for progress output), or None when no clock is open."""
+    clocks = _clocks()
+    return clocks[0].seconds if clocks else None
+
+
+def compiled_postfix() -> dict:
+    """``{"compiled": "4.1s"}`` from :func:`compile_seconds` for a progress bar's postfix
+    (empty when no clock is open)."""
+    secs = compile_seconds()
+    return {} if secs is None else {"compiled": f"{secs:.1f}s"}
 
 
 def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path:

@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..compilation import CompileClock
+from ..compilation import CompileClock, compiled_postfix
 from ..energy import energy_from_model
 from ..errors import SamplingDivergedError, check_model_data
 from ..sharding import to_host
@@ -368,7 +368,8 @@ def anneal_batch(keys, state, *, move, schedule, options: AnnealOptions, log_z0:
                 bar.update(1 if adaptive is None else 0)
                 if adaptive is not None:
                     bar.n = round(1000 * float(np.min(np.where(done, 1.0, rec["beta"]))))
-                bar.set_postfix(stage=stage, done=f"{int(done.sum())}/{size}", refresh=False)
+                bar.set_postfix(stage=stage, done=f"{int(done.sum())}/{size}",
+                                **compiled_postfix(), refresh=False)
                 bar.refresh()
     finally:
         if bar is not None:

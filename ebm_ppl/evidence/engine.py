@@ -52,6 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.tree_util import Partial
 
+from ..compilation import compiled_postfix
 from ..errors import SamplingDivergedError
 from ..sharding import constrain_walkers, sharding_of, to_host
 from .options import AnnealOptions
@@ -319,7 +320,8 @@ def anneal(key, state, *, delta_fn: Callable, move: Callable, schedule,
                 if adaptive is not None:
                     bar.n = round(1000 * beta)
                 bar.set_postfix(stage=stage, beta=f"{beta:.3g}", ess=f"{float(rec['ess']):.2f}",
-                                acc=f"{float(rec['accept']):.2f}", refresh=False)
+                                acc=f"{float(rec['accept']):.2f}", **compiled_postfix(),
+                                refresh=False)
                 bar.refresh()
     finally:
         if bar is not None:

@@ -22,6 +22,7 @@ import numpy as np
 import optax
 from jax import lax
 
+from ..compilation import CompileClock, compiled_postfix
 from ..errors import SamplingDivergedError
 from ..sharding import check_divisible, shard_walkers, walker_sharding
 from . import checkpoint as ckpt
@@ -199,6 +200,7 @@ def _loop(run_chunk, carry, history, it, num_iterations, chunk, data, key, metho
 
     bar = tqdm(total=num_iterations, initial=min(it, num_iterations), disable=not progress_bar,
                desc=f"train[{method}]", unit="it")
+    clock = CompileClock().__enter__()  # the bar shows the seconds spent compiling
     try:
         while it < num_iterations:
             new_carry, hist = run_chunk(carry, it, num_iterations, data, key)
@@ -217,9 +219,8 @@ def _loop(run_chunk, carry, history, it, num_iterations, chunk, data, key, metho
             hist["iteration"] = np.arange(it, it + m)
             carry, it = new_carry, it + m
             parts.append(hist)
-            if "loss" in hist or "log_z" in hist:
-                bar.set_postfix({k: f"{hist[k][-1]:.4g}" for k in ("loss", "log_z") if k in hist},
-                                refresh=False)
+            bar.set_postfix({**{k: f"{hist[k][-1]:.4g}" for k in ("loss", "log_z")
+                                if k in hist}, **compiled_postfix()}, refresh=False)
             bar.update(m)
             due = it == num_iterations or (checkpoint_every and it - last_saved >= checkpoint_every)
             if checkpoint_dir is not None and due:
@@ -232,6 +233,7 @@ def _loop(run_chunk, carry, history, it, num_iterations, chunk, data, key, metho
             save(it)
         raise
     finally:
+        clock.__exit__(None, None, None)
         bar.close()
     return carry, _concat(parts)
 
