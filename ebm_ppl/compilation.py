@@ -84,14 +84,15 @@ class CompileClock:
 
 
 def compile_seconds() -> float | None:
-    """Seconds counted so far by the outermost :class:`CompileClock` open in this thread (the
-    whole call's compilation, for progress output), or None when no clock is open."""
+    """Seconds counted so far by the outermost
+    [`CompileClock`][ebm_ppl.compilation.CompileClock] open in this thread (the whole call's
+    compilation, for progress output), or None when no clock is open."""
     clocks = _clocks()
     return clocks[0].seconds if clocks else None
 
 
 def compiled_postfix() -> dict:
-    """``{"compiled": "4.1s"}`` from :func:`compile_seconds` for a progress bar's postfix
+    """``{"compiled": "4.1s"}`` from ``compile_seconds`` for a progress bar's postfix
     (empty when no clock is open)."""
     secs = compile_seconds()
     return {} if secs is None else {"compiled": f"{secs:.1f}s"}
