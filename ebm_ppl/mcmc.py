@@ -336,7 +336,7 @@ class PureKernelSampler(MCMCKernel):
     # -- internals ------------------------------------------------------------------------
     def _adapter(self, num_warmup):
         """NumPyro's warmup adapter (dual averaging + windowed Welford mass matrix), with the
-        step-size part of :func:`_steadier_step_adaptation`."""
+        step-size part of `_steadier_step_adaptation`."""
         wa_init, wa_update = warmup_adapter(
             num_warmup, find_reasonable_step_size=_restart_at_current_step,
             adapt_step_size=self._adapt, adapt_mass_matrix=self._adapt_mass,

@@ -148,7 +148,7 @@ class _Probe:
 
 
 def test_effort_trend_extrapolates_one_over_walkers_and_counts_only_significant_bias():
-    from ebm_ppl.evidence.api import _effort_trend
+    from ebm_ppl.evidence._probe import effort_trend as _effort_trend
 
     # L(n) = L - c/n with L = 0, c = 100: n = 1024 gives -0.0977, m = 256 gives -0.3906
     c = 100.0
@@ -163,7 +163,7 @@ def test_effort_trend_extrapolates_one_over_walkers_and_counts_only_significant_
 
 
 def test_verdict_names_what_to_raise():
-    from ebm_ppl.evidence.api import _verdict
+    from ebm_ppl.evidence._probe import verdict as _verdict
     from ebm_ppl.evidence.schedules import Adaptive
 
     h = dict(ess=np.array([0.7, 0.7]))

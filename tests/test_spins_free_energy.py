@@ -78,3 +78,23 @@ def test_ep_log_partition_hands_spin_models_to_spins_log_partition():
     assert abs(top.log_z - spins.ising_log_z(4, 2.5)) < 4 * top.log_z_se
     with pytest.raises(ValueError, match="method, step_size: not options of spin models"):
         ep.log_partition(model, key=jax.random.key(0), method="mala", step_size=jnp.asarray(0.1))
+
+
+def test_a_spin_model_gives_its_own_annealing_path():
+    """evidence does not import spins: the model hands ep.log_partition its path; a look-alike
+    that is not a SpinModel is told what to subclass instead of failing inside the engine."""
+    model = spins.Ising(4, T=2.5)
+    path = model.annealing_path()
+    assert path.log_z0 == pytest.approx(16 * np.log(2.0)) and path.model is model
+
+    class LookAlike:
+        dim = 4
+
+        def tempered(self, t):
+            return self
+
+        def random_spins(self, key, num=None):
+            return model.random_spins(key, num)
+
+    with pytest.raises(TypeError, match="subclass ep.spins.SpinModel"):
+        ep.log_partition(LookAlike(), key=jax.random.key(0), progress_bar=False)

@@ -11,8 +11,10 @@
 fitted to a
   pilot run).
 * `bar` -- BAR between forward and reverse passes.
-* `api` -- ``log_partition`` and ``log_evidence``; `result`
--- ``EvidenceResult``.
+* `api` -- ``log_partition`` and ``log_evidence`` (input checks, options, path, reference);
+  the run itself in the private `_run` (with `_walkers`, the bias probe and verdict of
+  `_probe`, the pilot of `_pilot`, a model's extras in `_model_result`); `result` --
+  ``EvidenceResult``.
 * `batch` -- ``log_evidence_batch``: one model's evidence on K data sets in one compiled run.
 * `bridge` -- ``bridge_sampling``: the evidence from posterior draws you already
 have.

@@ -37,10 +37,12 @@ from ..compilation import CompileClock, compiled_postfix
 from ..energy import energy_from_model
 from ..errors import SamplingDivergedError, check_model_data
 from ..sharding import to_host
-from . import api as _api
+from ._model_result import with_model_data
+from ._probe import PROBE_FRACTION
+from ._run import finish, move_for, schedule_for
+from ._walkers import initial_step, path_delta
 from .engine import (AnnealOutput, _Carry, _genealogy, _global_log_w, _progress, _stage,
                      _Static, genealogy_log_z_se, group_log_z)
-from .fingerprint import observed_fingerprint
 from .options import DEFAULT_METHOD, AnnealOptions, typed_key
 from .paths import tempering_path
 from .resampling import log_mean_exp
@@ -217,12 +219,11 @@ def _evidence_batch(model, model_args, model_kwargs, keys, size, opts: AnnealOpt
     results = []
     for k, (path, energy) in enumerate(zip(paths, energies)):
         key_run, state, out, probe, step = runs[k]
-        result = _api._finish(path, key_run, opts, state, out, runs.sched, step,
-                              _api._move(path, opts), int(opts.num_walkers), "prior",
-                              dict(kind="prior"), runs.t0, None, probe=probe)
-        result = dataclasses.replace(result, data_fingerprint=observed_fingerprint(
-            model, *_take(model_args, k), **_take(model_kwargs, k)))
-        results.append(_api._with_log_likelihood(result, energy))
+        result = finish(path, key_run, opts, state, out, runs.sched, step, move_for(path, opts),
+                        int(opts.num_walkers), "prior", dict(kind="prior"), runs.t0, None,
+                        probe=probe)
+        results.append(with_model_data(result, energy, model, *_take(model_args, k),
+                                       **_take(model_kwargs, k)))
     return results
 
 
@@ -241,7 +242,7 @@ def _initial_batch(path, keys, n):
 
 
 def _initial_states(path, keys, n):
-    """K sets of exact prior draws (as `api._initial_state`)."""
+    """K sets of exact prior draws (as `_walkers.initial_state`)."""
     state = _initial_batch(path, keys, n)
     finite = np.asarray(jnp.any(jnp.isfinite(state.delta) & jnp.isfinite(state.u0), axis=1))
     if not finite.all():
@@ -252,21 +253,21 @@ def _initial_states(path, keys, n):
 
 
 def _run_batch(batched, paths, key_runs, opts: AnnealOptions) -> _Runs:
-    """The forward runs (and bias probes) of the K data sets, as `api._run` does one."""
+    """The forward runs (and bias probes) of the K data sets, as `_run.run` does one."""
     t0 = time.perf_counter()
     n = int(opts.num_walkers)
     size = len(paths)
     split = jax.vmap(lambda k: jax.random.split(k, 3))(key_runs)
     state = _initial_states(batched, split[:, 0], n)
-    sched = _api._schedule(opts)
+    sched = schedule_for(opts)
     steps = []
     for k, path in enumerate(paths):
         if opts.step_size is None:
-            steps.append(_api._initial_step(_take(state, k), opts.method,
+            steps.append(initial_step(_take(state, k), opts.method,
                                             opts.initial_step(path.dim), opts.precondition))
         else:
             steps.append(opts.step_size)
-    move = _api._move(batched, opts)
+    move = move_for(batched, opts)
     outs = anneal_batch(split[:, 1], state, move=move, schedule=sched, options=opts,
                         log_z0=batched.log_z0, step_sizes=steps, desc=f"log Z x{size} "
                         f"({opts.method})")
@@ -275,7 +276,7 @@ def _run_batch(batched, paths, key_runs, opts: AnnealOptions) -> _Runs:
         raise SamplingDivergedError(f"data set(s) {failed}: {outs[failed[0]]}")
     probes: list = [None] * size
     if opts.bias_check:
-        m = max(n // _api.PROBE_FRACTION, 2)
+        m = max(n // PROBE_FRACTION, 2)
         pkeys = jax.vmap(lambda k: jax.random.split(jax.random.fold_in(k, 15)))(key_runs)
         pstate = _initial_states(batched, pkeys[:, 0], m)
         probes = anneal_batch(pkeys[:, 1], pstate, move=move, schedule=sched,
@@ -305,7 +306,7 @@ def _batch_stage(carry, done, beta_target, use_target, adapt_on, move, static: _
     return jax.lax.map(one, (carry, move, done))
 
 
-_DELTA = jax.tree_util.Partial(_api._path_delta)
+_DELTA = jax.tree_util.Partial(path_delta)
 
 
 def anneal_batch(keys, state, *, move, schedule, options: AnnealOptions, log_z0: float = 0.0,

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..energy import Energy
 from ..errors import check_finite_array, check_key, check_positive
+from .free_energy import SpinPath
 
 Array = jax.Array
 MAX_ENUMERATION_SPINS = 24
@@ -120,6 +121,11 @@ class SpinModel:
     def magnetization(self, s):
         """m = mean of the spins (per configuration)."""
         return jnp.mean(s, axis=-1)
+
+    def annealing_path(self) -> SpinPath:
+        """The path ``U_t = t U`` from uniform spins (t = 0) that
+        [`ep.log_partition`][ebm_ppl.evidence.log_partition] anneals along."""
+        return SpinPath(self)
 
     def random_spins(self, key, num: int | None = None):
         """Uniform (beta = 0) configurations, shape ``(dim,)`` or ``(num, dim)``."""
