@@ -131,6 +131,15 @@ def _check_continuous_model(model, model_args, model_kwargs, key):
             "MixedHMC around NUTS; for +-1 spin systems use ep.spins.SpinGibbs.")
 
 
+# With chain_method="sequential" or "parallel" (and one chain) NumPyro runs the kernel on one
+# chain at a time without its index (a key per chain, under a Python loop or pmap), and calls
+# nothing of the kernel after the run: the warning says how to find the chain instead.
+_UNNAMED_CHAIN = (
+    "a chain (chain_method='sequential'/'parallel' runs the kernel without the chain's index; "
+    "np.flatnonzero(mcmc.get_extra_fields(group_by_chain=True)['diverging'].any(axis=1)) "
+    "lists the chains with divergent draws, and chain_method='vectorized' names them here)")
+
+
 def _warn_nonfinite(name, num_warmup, vectorized, newly_bad, i):
     newly_bad = np.atleast_1d(np.asarray(newly_bad))
     i = np.atleast_1d(np.asarray(i))
@@ -138,9 +147,7 @@ def _warn_nonfinite(name, num_warmup, vectorized, newly_bad, i):
         it = int(i[c] if i.size > 1 else i[0])
         where = (f"warmup iteration {it}" if it < num_warmup
                  else f"draw {it - num_warmup} after {num_warmup} warmup iterations")
-        chain = (f"chain {c}" if vectorized else
-                 "a chain (use chain_method='vectorized' to have it named, or read "
-                 "mcmc.get_extra_fields(group_by_chain=True)['diverging'])")
+        chain = f"chain {c}" if vectorized else _UNNAMED_CHAIN
         warnings.warn(
             f"{name}: {chain} produced a non-finite (NaN/inf) draw at {where}; every later draw "
             "of it is counted in 'diverging' and is not a sample of the target. Use a smaller "
