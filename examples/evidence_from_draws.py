@@ -137,6 +137,13 @@ def make_figures(quick: bool = False, seed: int = 0) -> dict:
         print(f"{name:9s} {r['exact']:9.3f}   {an.log_z:9.3f} +- {an.log_z_se:.3f}   "
               f"{br.log_z:9.3f} +- {br.log_z_se:.3f}   {r['hm']:9.3f}      {r['khat']:.2f}"
               f"   (bridge {br.wall_time:.2f} s, annealing {an.wall_time:.1f} s)")
+    line, parabola = res["line"], res["parabola"]
+    print(f"log Bayes factor parabola vs line: exact "
+          f"{parabola['exact'] - line['exact']:.3f}, bridge "
+          f"{parabola['bridge'].log_z - line['bridge'].log_z:.3f}, harmonic mean "
+          f"{parabola['hm'] - line['hm']:.3f}; harmonic mean too high by "
+          f"{line['hm'] - line['exact']:.2f} (line) and {parabola['hm'] - parabola['exact']:.2f} "
+          "(parabola) nats")
     table = ep.compare_evidence({name: r["bridge"] for name, r in res.items()})
     print(table[["log_z", "se", "log_bf", "log_bf_se", "prob", "prob_lower", "prob_upper"]])
     comparison = ep.plots.plot_evidence_comparison(
