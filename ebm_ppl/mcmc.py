@@ -31,7 +31,7 @@ from .energy import Energy, _check_scalar_energy
 from .errors import check_model_data, check_positive
 from .kernels import (jarzynski_init, jarzynski_step, langevin_init, mala_step, rwmh_init,
                       rwmh_step, ula_step)
-from .kernels.metric import Metric
+from .kernels.metric import Metric, make_metric
 
 
 class NonFiniteDrawWarning(UserWarning):
@@ -140,6 +140,70 @@ _UNNAMED_CHAIN = (
     "lists the chains with divergent draws, and chain_method='vectorized' names them here)")
 
 
+def _check_dense_mass(dense_mass):
+    """``True``/``False``, or NumPyro's list of tuples of site names (returned as a list)."""
+    if isinstance(dense_mass, bool | np.bool_):
+        return None
+    if (isinstance(dense_mass, list) and dense_mass
+            and all(isinstance(b, tuple) and b and all(isinstance(n, str) for n in b)
+                    for b in dense_mass)):
+        return dense_mass
+    raise ValueError(
+        f"dense_mass must be True, False or a non-empty list of tuples of site names (NumPyro's "
+        f"form, e.g. [('a', 'b')]), got {dense_mass!r}")
+
+
+def _block_mask(blocks, example):
+    """The (d, d) boolean pattern of a mass matrix dense among the sites of each block and
+    diagonal elsewhere, on the flat (``ravel_pytree``) coordinates of ``example``."""
+    if not isinstance(example, dict):
+        raise ValueError("dense_mass as a list of site names needs a model (model=...); with "
+                         "potential_fn= use dense_mass=True or False")
+    sizes = {name: int(np.size(v)) for name, v in example.items()}
+    unknown = sorted({n for b in blocks for n in b} - set(sizes))
+    if unknown:
+        raise ValueError(f"dense_mass names site(s) {unknown} that are not latent sites of the "
+                         f"model; its latent sites are {sorted(sizes)}")
+    # ravel_pytree flattens a dict in jax.tree order: sorted keys
+    offsets, start = {}, 0
+    for name in sorted(sizes):
+        offsets[name] = np.arange(start, start + sizes[name])
+        start += sizes[name]
+    mask = np.eye(start, dtype=bool)
+    for block in blocks:
+        idx = np.concatenate([offsets[n] for n in block])
+        mask[np.ix_(idx, idx)] = True
+    return mask
+
+
+def _block_diagonal_mass(wa_update, num_warmup, mask):
+    """NumPyro's list-of-sites ``dense_mass``: its adapter runs dense (a full Welford estimate,
+    whose entries within a block are exactly the block's sample covariances) and, at each
+    mass-matrix update, the off-block entries are zeroed and the square roots recomputed
+    (NumPyro's ``_initialize_mass_matrix``, via [`make_metric`][ebm_ppl.kernels.metric.make_metric]).
+    The regularization NumPyro applies is elementwise, so the result is NumPyro's block
+    estimate."""
+    schedule = build_adaptation_schedule(num_warmup)
+    num_windows = len(schedule)
+    window_ends = jnp.asarray([w.end for w in schedule])
+    mask_j = jnp.asarray(mask)
+
+    def update(t, accept_prob, z_info, state):
+        new = wa_update(t, accept_prob, z_info, state)
+        window = state.window_idx
+        updated = (t == window_ends[window]) & (window > 0) & (window < num_windows - 1)
+
+        def to_blocks(a):
+            metric = make_metric(jnp.where(mask_j, a.inverse_mass_matrix, 0.0), dense=True)
+            return a._replace(inverse_mass_matrix=metric.inverse_mass_matrix,
+                              mass_matrix_sqrt=metric.mass_matrix_sqrt,
+                              mass_matrix_sqrt_inv=metric.mass_matrix_sqrt_inv)
+
+        return jax.lax.cond(updated, to_blocks, identity, new)
+
+    return update
+
+
 def _warn_nonfinite(name, num_warmup, vectorized, newly_bad, i):
     newly_bad = np.atleast_1d(np.asarray(newly_bad))
     i = np.atleast_1d(np.asarray(i))
@@ -169,7 +233,9 @@ class PureKernelSampler(MCMCKernel):
             windowed schedule and Welford estimator (``numpyro.infer.hmc_util.warmup_adapter``,
             the one NUTS uses); it is fixed after warmup. Kernels without a mass matrix
             (spin sweeps, parallel tempering) ignore it.
-        dense_mass: a dense mass matrix instead of a diagonal one.
+        dense_mass: a dense mass matrix instead of a diagonal one; or NumPyro's list of
+            tuples of site names, e.g. ``[("a", "b")]``: dense among the sites of each tuple,
+            diagonal elsewhere (a block-diagonal M; with ``model=`` only).
         inverse_mass_matrix: the initial (or, without adaptation, fixed) ``M^-1``: a vector
             (diagonal) or a matrix (dense); the identity when omitted.
         init_strategy: NumPyro init strategy, used with ``model=``.
@@ -183,7 +249,7 @@ class PureKernelSampler(MCMCKernel):
 
     def __init__(self, model=None, potential_fn=None, *, step_size: float = 0.1,
                  adapt_step_size: bool = True, target_accept_prob: float | None = None,
-                 adapt_mass_matrix: bool = False, dense_mass: bool = False,
+                 adapt_mass_matrix: bool = False, dense_mass: bool | list = False,
                  inverse_mass_matrix=None, init_strategy=init_to_uniform):
         if (model is None) == (potential_fn is None):
             raise ValueError("give exactly one of model= or potential_fn=")
@@ -199,10 +265,7 @@ class PureKernelSampler(MCMCKernel):
             raise ValueError(f"target_accept_prob must lie in (0, 1), got {target!r}")
         self._adapt = bool(adapt_step_size and target is not None)
         self._target = target
-        if not isinstance(dense_mass, bool | np.bool_):
-            raise ValueError(
-                f"dense_mass must be True or False, got {dense_mass!r} (NumPyro's list-of-sites "
-                "form is not supported by ep kernels: use dense_mass=True)")
+        self._dense_blocks = _check_dense_mass(dense_mass)
         self._dense_mass = bool(dense_mass)
         self._adapt_mass = bool(adapt_mass_matrix) and self.supports_mass_matrix
         self._inverse_mass_matrix = self._check_inverse_mass_matrix(inverse_mass_matrix)
@@ -271,6 +334,9 @@ class PureKernelSampler(MCMCKernel):
         flat_potential = lambda x: potential_fn(unravel(x))  # noqa: E731
         num_warmup = int(num_warmup)
         wa_init, wa_update = self._adapter(num_warmup)
+        if self._dense_blocks is not None and self._adapt_mass:
+            wa_update = _block_diagonal_mass(wa_update, num_warmup,
+                                             _block_mask(self._dense_blocks, example))
         sample_one = self._make_sample_fn(unravel, num_warmup, wa_update)
         imm = self._inverse_mass_matrix
         if imm is not None and imm.shape[-1] != flat_example.size:
@@ -547,7 +613,7 @@ class _FixedStepSampler(PureKernelSampler):
     supports_mass_matrix = True
 
     def __init__(self, model=None, potential_fn=None, *, step_size: float = 0.01,
-                 adapt_mass_matrix: bool = False, dense_mass: bool = False,
+                 adapt_mass_matrix: bool = False, dense_mass: bool | list = False,
                  inverse_mass_matrix=None, init_strategy=init_to_uniform):
         super().__init__(model, potential_fn, step_size=step_size, adapt_step_size=False,
                          adapt_mass_matrix=adapt_mass_matrix, dense_mass=dense_mass,
@@ -563,7 +629,7 @@ class _AdaptiveSampler(PureKernelSampler):
 
     def __init__(self, model=None, potential_fn=None, *, step_size: float = 0.1,
                  adapt_step_size: bool = True, target_accept_prob: float | None = None,
-                 adapt_mass_matrix: bool = True, dense_mass: bool = False,
+                 adapt_mass_matrix: bool = True, dense_mass: bool | list = False,
                  inverse_mass_matrix=None, init_strategy=init_to_uniform):
         super().__init__(model, potential_fn, step_size=step_size,
                          adapt_step_size=adapt_step_size, target_accept_prob=target_accept_prob,

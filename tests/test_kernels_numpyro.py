@@ -222,13 +222,59 @@ def test_discrete_latent_is_a_value_error_saying_what_to_do():
 
 
 @pytest.mark.parametrize("bad, match", [
-    (dict(dense_mass=[("a", "b")]), "dense_mass must be True or False"),
+    (dict(dense_mass=["a", "b"]), r"dense_mass must be True, False or a non-empty list of tuples"),
     (dict(inverse_mass_matrix=np.array([1.0, -1.0])), "must be > 0"),
     (dict(inverse_mass_matrix=np.array([[1.0, 2.0], [2.0, 1.0]])), "positive definite"),
 ])
 def test_bad_mass_matrix_options(bad, match):
     with pytest.raises(ValueError, match=match):
         ep.MALA(potential_fn=lambda z: jnp.sum(z**2), **bad)
+
+
+def test_list_of_sites_dense_mass_is_numpyros_block_estimate():
+    """``dense_mass=[("a", "b")]``: the adapted M^-1 is NumPyro's own block estimate (its
+    warmup_adapter on the dict of sites), fed the same draws: dense on (a, b), diagonal on c."""
+    from numpyro.infer.hmc_util import warmup_adapter
+
+    from ebm_ppl.mcmc import _block_diagonal_mass, _block_mask
+
+    n = 150
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=n)
+    draws = {"a": a, "b": 2 * a + 0.1 * rng.normal(size=n), "c": 3 * rng.normal(size=(n, 2))}
+    example = {k: v[0] for k, v in draws.items()}
+    flat = np.column_stack([draws["a"], draws["b"], draws["c"]])  # ravel_pytree order
+    key = jax.random.key(0)
+
+    def adapt(update, init, z_at):
+        state = init((z_at(0), 0.0, None), key, mass_matrix_size=4)
+        update = jax.jit(update)
+        for t in range(n):
+            state = update(t, 0.5, (z_at(t), 0.0, None), state)
+        return state
+
+    init, update = warmup_adapter(n, adapt_step_size=False, dense_mass=[("a", "b")])
+    ref = adapt(update, init,
+                lambda t: {k: jnp.asarray(v[t]) for k, v in draws.items()}).inverse_mass_matrix
+    init, update = warmup_adapter(n, adapt_step_size=False, dense_mass=True)
+    ours = adapt(_block_diagonal_mass(update, n, _block_mask([("a", "b")], example)), init,
+                 lambda t: jnp.asarray(flat[t])).inverse_mass_matrix
+    expected = np.zeros((4, 4))
+    expected[:2, :2] = ref[("a", "b")]
+    expected[2:, 2:] = np.diag(ref[("c",)])
+    assert np.abs(expected[0, 1]) > 0.5  # the (a, b) block was learnt
+    np.testing.assert_allclose(np.asarray(ours), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_list_of_sites_dense_mass_mistakes():
+    mcmc = MCMC(ep.MALA(regression, dense_mass=[("a", "nope")]), num_warmup=2, num_samples=2,
+                progress_bar=False)
+    with pytest.raises(ValueError, match=r"site\(s\) \['nope'\].*latent sites are \['a', 'b'\]"):
+        mcmc.run(jax.random.key(0), *_data())
+    mcmc = MCMC(ep.MALA(potential_fn=lambda z: jnp.sum(z**2), dense_mass=[("a",)]),
+                num_warmup=2, num_samples=2, progress_bar=False)
+    with pytest.raises(ValueError, match="needs a model"):
+        mcmc.run(jax.random.key(0), init_params=jnp.zeros(2))
 
 
 # -- preconditioned MALA keeps detailed balance -------------------------------------------------
