@@ -8,8 +8,9 @@ from . import diagnostics, kernels, plots, spins, targets, tempering, training, 
 from .compilation import CompileClock, _enable_from_environment, enable_compilation_cache
 from .energy import Energy, ModelEnergy, as_energy, energy_from_fn, energy_from_model
 from .errors import SamplingDivergedError
-from .evidence import (BridgeResult, EvidenceBatch, EvidenceResult, bridge_sampling,
-                       compare_evidence, log_evidence, log_evidence_batch, log_partition)
+from .evidence import (BayesFactorCalibration, BridgeResult, EvidenceBatch, EvidenceResult, bridge_sampling,
+                       compare_evidence, log_evidence, log_evidence_batch, log_partition,
+                       bayes_factor_calibration)
 from .mcmc import (MALA, RWMH, ULA, Jarzynski, LangevinSamplerState, NonFiniteDrawWarning,
                    PureKernelSampler, SamplerState, StateFieldError)
 from .tempering import ParallelTempering, parallel_tempering
@@ -23,7 +24,7 @@ __all__ = [
     "SamplingDivergedError", "MALA", "RWMH", "ULA", "PureKernelSampler", "SamplerState",
     "LangevinSamplerState", "NonFiniteDrawWarning", "StateFieldError",
     "EvidenceResult", "log_evidence", "log_partition", "Jarzynski", "log_evidence_batch",
-    "EvidenceBatch",
+    "EvidenceBatch", "bayes_factor_calibration", "BayesFactorCalibration",
     "training", "train", "TrainResult", "EnergyFamily", "gaussian_mixture_energy", "mlp_energy",
     "kernels", "targets", "diagnostics", "plots", "weights", "spins", "tempering",
     "ParallelTempering", "parallel_tempering", "bridge_sampling", "BridgeResult",

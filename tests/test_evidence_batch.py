@@ -87,3 +87,33 @@ def _one(y):
 def test_bad_input_is_a_clear_error(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_calibration_curve_bins_and_intervals():
+    from scipy.stats import beta
+
+    from ebm_ppl.evidence.sbc import calibration_curve, posterior_model_probs
+
+    rng = np.random.default_rng(3)
+    p = rng.uniform(size=4000)
+    calibrated = calibration_curve(p, rng.uniform(size=p.size) < p, num_bins=5)
+    assert calibrated["count"].sum() == 4000 and len(calibrated["count"]) == 5
+    covered = (calibrated["lower"] <= calibrated["predicted"]) & \
+        (calibrated["predicted"] <= calibrated["upper"])
+    assert covered.sum() >= 4  # 90% intervals
+    # |observed - predicted| within the 99.9% binomial range in every bin
+    se = np.sqrt(calibrated["predicted"] * (1 - calibrated["predicted"]) / calibrated["count"])
+    assert np.all(np.abs(calibrated["observed"] - calibrated["predicted"]) < 3.3 * se)
+    # overconfident probabilities (the truth follows p, the forecast says p^3 / (...)) are caught
+    sharp = p ** 3 / (p ** 3 + (1 - p) ** 3)
+    over = calibration_curve(sharp, rng.uniform(size=p.size) < p, num_bins=5)
+    outside = (over["predicted"] < over["lower"]) | (over["predicted"] > over["upper"])
+    assert outside.sum() >= 2, over
+    # the Jeffreys interval of one bin, by hand
+    small = calibration_curve([0.1, 0.15, 0.12], [True, False, False], num_bins=5)
+    assert small["count"].tolist() == [3]
+    np.testing.assert_allclose(small["lower"][0], beta.ppf(0.05, 1.5, 2.5))
+    np.testing.assert_allclose(small["upper"][0], beta.ppf(0.95, 1.5, 2.5))
+    # posterior model probabilities: softmax of log Z + log prior
+    probs = posterior_model_probs([[0.0, np.log(3.0)]], prior_probs=[0.75, 0.25])
+    np.testing.assert_allclose(probs, [[0.5, 0.5]])

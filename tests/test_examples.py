@@ -311,7 +311,26 @@ def _check_free_energy_maxent(stdout, figures):
     assert len(figures["free_energy_maxent"]["panels"]) == 3
 
 
+def _check_bayes_factor_calibration(stdout, figures):
+    """Issue 14: on every simulated data set the estimated log Bayes factor of the two nested
+    conjugate regressions lands near the exact one, the posterior model probabilities agree
+    with the exact ones, and their data average matches the prior (within 3 standard errors):
+    a biased evidence (e.g. one model's log Z low by 0.5) would move the probabilities by far
+    more than 0.1 on the undecided data sets."""
+    bf = re.search(r"within 3 se: (\d+)%", stdout)
+    dp = re.search(r"P\(M0 \| data\), estimated - exact: max \|diff\| ([\d.]+)", stdout)
+    mean = re.search(r"mean P\(M0 \| data\): estimated ([\d.]+) \+- ([\d.]+), exact ([\d.]+), "
+                     r"prior ([\d.]+)", stdout)
+    assert bf and dp and mean, stdout
+    assert int(bf[1]) >= 80, stdout
+    assert float(dp[1]) < 0.1, stdout
+    m, se, exact, prior = (float(v) for v in mean.groups())
+    assert abs(m - prior) < 3 * se and abs(m - exact) < 0.03, stdout
+    assert len(figures["calibration"]["panels"]) == 2
+
+
 EXTRA_CHECKS = {"evidence_from_draws": _check_evidence_from_draws,
+                "bayes_factor_calibration": _check_bayes_factor_calibration,
                 "free_energy_maxent": _check_free_energy_maxent,
                 "cross_entropy_tracking": _check_cross_entropy_tracking,
                 "tempering_mixture": _check_tempering_mixture}

@@ -193,6 +193,12 @@ BAD = [
         lambda: ep.log_evidence(model, Y, key=KEY, step_size=-1.0, **SMALL)),
     Row("log_evidence", "key of the wrong type", "key",
         lambda: ep.log_evidence(model, Y, key="seed", **SMALL)),
+    Row("bayes_factor_calibration", "non-positive size", "models",
+        lambda: ep.bayes_factor_calibration([model], key=KEY)),
+    Row("bayes_factor_calibration", "non-positive size", "num_datasets",
+        lambda: ep.bayes_factor_calibration([model, model], key=KEY, num_datasets=0)),
+    Row("bayes_factor_calibration", "shape mismatch", "prior_probs",
+        lambda: ep.bayes_factor_calibration([model, model], key=KEY, prior_probs=[0.2, 0.3])),
     Row("log_evidence_batch", "data shape", "model argument 0",
         lambda: ep.log_evidence_batch(model, np.zeros(()), key=KEY, **SMALL)),
     Row("log_evidence_batch", "shape mismatch", "model keyword argument",
@@ -313,6 +319,7 @@ NOT_ENTRY_POINTS = {
     "weights": "pure jittable weight arithmetic: its callers validate before tracing",
     "BridgeResult": "a result dataclass that ep.bridge_sampling builds",
     "EvidenceBatch": "a sequence of results that ep.log_evidence_batch builds",
+    "BayesFactorCalibration": "a result dataclass that ep.bayes_factor_calibration builds",
 }
 ISSUE_ITEMS = {
     "non-positive step", "non-positive walkers", "non-positive iterations", "init_params shape",

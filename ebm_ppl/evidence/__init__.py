@@ -16,6 +16,7 @@ fitted to a
   `_probe`, the pilot of `_pilot`, a model's extras in `_model_result`); `result` --
   ``EvidenceResult``.
 * `batch` -- ``log_evidence_batch``: one model's evidence on K data sets in one compiled run.
+* `sbc` -- ``bayes_factor_calibration``: simulation-based calibration of Bayes factors.
 * `bridge` -- ``bridge_sampling``: the evidence from posterior draws you already
 have.
 * `compare` -- ``compare_evidence``: the table of log Z, Bayes factors,
@@ -27,6 +28,7 @@ records.
 
 from .api import DEFAULT_METHOD, METHODS, log_evidence, log_partition
 from .batch import EvidenceBatch, log_evidence_batch
+from .sbc import BayesFactorCalibration, bayes_factor_calibration
 from .engine import AnnealOutput, MoveInfo, anneal
 from .options import AnnealOptions
 from .paths import LinearPath, PathState, geometric_path, tempering_path
@@ -50,7 +52,7 @@ from .schedules import Adaptive
 
 __all__ = [
     "log_partition", "log_evidence", "log_evidence_batch", "EvidenceBatch", "EvidenceResult",
-    "METHODS", "DEFAULT_METHOD",
+    "bayes_factor_calibration", "BayesFactorCalibration", "METHODS", "DEFAULT_METHOD",
     "anneal", "AnnealOptions", "AnnealOutput", "MoveInfo", "LinearPath", "PathState", "geometric_path",
     "tempering_path", "auto_reference", "find_modes", "fit_gaussian_mixture", "pilot_reference",
     "Adaptive",
