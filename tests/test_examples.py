@@ -161,6 +161,28 @@ def test_quick_number_regions_name_real_examples():
             assert DOC_NUMBER.findall(m["body"]), f"{page.name}: an empty quick-numbers region"
 
 
+# Tutorials whose quoted numbers are not (yet) checked against a quick run, with the reason.
+UNCHECKED_TUTORIALS = {
+    "samplers.md": "the demo's page: no example script, no quoted run numbers",
+    "bayes-factor-calibration.md": "quotes the full run (200 data sets, minutes); its quick "
+                                   "run is not quoted yet",
+}
+
+
+def test_every_tutorial_quotes_its_quick_run_in_checked_regions():
+    """Issue 17 acceptance 3: a tutorial with a script quotes its numbers inside
+    quick-numbers regions (checked above), unless listed in UNCHECKED_TUTORIALS."""
+    missing = []
+    for page in sorted((ROOT / "docs" / "tutorials").glob("*.md")):
+        if page.name in UNCHECKED_TUTORIALS:
+            continue
+        if not REGION.search(page.read_text(encoding="utf-8")):
+            missing.append(page.name)
+    assert not missing, f"tutorials without a quick-numbers region: {missing}"
+    stale = [n for n in UNCHECKED_TUTORIALS if not (ROOT / "docs" / "tutorials" / n).exists()]
+    assert not stale, stale
+
+
 def test_examples_are_discovered():
     names = {p.stem for p in EXAMPLES}
     mine = {"figure1_mixture", "kl_vs_fisher", "sampler_mixing", "ula_bias", "model_comparison",
