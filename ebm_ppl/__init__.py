@@ -4,7 +4,7 @@ An energy U(x) defines rho(x) = exp(-U(x)) / Z. This package samples rho with ke
 plug into ``numpyro.infer.MCMC`` and estimates log Z (the evidence of a NumPyro model).
 """
 
-from . import diagnostics, kernels, plots, spins, targets, tempering, training, weights
+from . import diagnostics, kernels, persist, plots, spins, targets, tempering, training, weights
 from .compilation import CompileClock, _enable_from_environment, enable_compilation_cache
 from .energy import Energy, ModelEnergy, as_energy, energy_from_fn, energy_from_model
 from .errors import SamplingDivergedError
@@ -26,7 +26,7 @@ __all__ = [
     "EvidenceResult", "log_evidence", "log_partition", "Jarzynski", "log_evidence_batch",
     "EvidenceBatch", "bayes_factor_calibration", "BayesFactorCalibration",
     "training", "train", "TrainResult", "EnergyFamily", "gaussian_mixture_energy", "mlp_energy",
-    "kernels", "targets", "diagnostics", "plots", "weights", "spins", "tempering",
+    "kernels", "targets", "diagnostics", "plots", "weights", "spins", "tempering", "persist",
     "ParallelTempering", "parallel_tempering", "bridge_sampling", "BridgeResult",
     "compare_evidence", "__version__", "CompileClock", "enable_compilation_cache",
 ]

@@ -1,10 +1,11 @@
-"""The one serialization layer: results to netCDF (through ArviZ / xarray ``DataTree``) and back
-exactly, plus the primitives training checkpoints share ([`atomic_replace`][ebm_ppl.persist.atomic_replace],
-[`storable`][ebm_ppl.persist.storable] / [`is_key`][ebm_ppl.persist.is_key] for PRNG keys).
+"""The one serialization layer: results and training checkpoints to netCDF (through ArviZ /
+xarray ``DataTree``) and back exactly, written atomically.
 
-Used by [`ebm_ppl.EvidenceResult.save`][ebm_ppl.EvidenceResult.save] / ``load`` (and so by ``ebm-ppl evidence
---netcdf``), [`ebm_ppl.TrainResult.save`][ebm_ppl.TrainResult.save] / ``load`` and
-[`ebm_ppl.training.checkpoint`][ebm_ppl.training.checkpoint]. A result file is an ordinary netCDF4 (HDF5)
+Used by [`ebm_ppl.EvidenceResult.save`][ebm_ppl.evidence.EvidenceResult.save] / ``load`` (and so
+by ``ebm-ppl evidence --netcdf``),
+[`ebm_ppl.TrainResult.save`][ebm_ppl.training.TrainResult.save] / ``load``,
+``BridgeResult.save`` / ``load`` and the checkpoints of ``ebm_ppl.training.checkpoint``;
+[`load`][ebm_ppl.persist.load] reads any of them. A file is an ordinary netCDF4 (HDF5)
 ``DataTree``:
 
 * the result's own ArviZ groups (``posterior`` and ``sample_stats`` with the weights for an
@@ -12,15 +13,19 @@ Used by [`ebm_ppl.EvidenceResult.save`][ebm_ppl.EvidenceResult.save] / ``load`` 
 * group ``ebm_ppl_arrays``: every array of the result, one variable each, bit for bit;
 * root attribute ``ebm_ppl_spec``: JSON describing every field (numbers are written with
   ``repr``, which round-trips float64 exactly; nested dicts, lists, tuples and NamedTuples
-  such as optax states keep their structure) and ``ebm_ppl_format``, the class and version.
+  such as optax states keep their structure), ``ebm_ppl_format``, the class and version, and
+  ``ebm_ppl_sha256``, a checksum of the arrays that loading verifies (HDF5 does not).
 
 Nothing is pickled, so loading a file cannot run code. What cannot be written as data (an
 evidence result's ``reference`` distribution object) is stored as its description string.
+Every file is written to a temporary name in its directory, fsync-ed and moved into place
+([`atomic_replace`][ebm_ppl.persist.atomic_replace]): a crash leaves the previous file whole.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
 import json
 import math
@@ -33,7 +38,8 @@ from typing import Callable
 import jax
 import numpy as np
 
-__all__ = ["save_result", "load_result", "encode", "decode", "atomic_replace", "storable", "is_key"]
+__all__ = ["load", "save_result", "load_result", "register", "atomic_replace", "encode", "decode",
+           "storable", "is_key"]
 
 FORMAT_VERSION = 1
 _IMPORTABLE = ("optax", "ebm_ppl", "numpyro", "jax", "collections")
@@ -162,9 +168,30 @@ def _describe(obj) -> str:
     return text
 
 
+_FORMATS: dict[str, type] = {}
+
+
+def register(cls: type) -> type:
+    """Class decorator: files of ``cls`` (written by [`save_result`][ebm_ppl.persist.save_result])
+    can be read back by [`load`][ebm_ppl.persist.load] without naming the class."""
+    _FORMATS[cls.__name__] = cls
+    return cls
+
+
+def _digest(arrays: dict) -> str:
+    """SHA-256 of every array (name, dtype, shape and bytes, in name order): HDF5 does not
+    checksum its data, so a flipped bit would otherwise load silently."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
 def save_result(result, path, *, arviz_tree=None, as_text=("reference",)):
     """Write a result dataclass to ``path`` (netCDF); ``arviz_tree`` adds its ArviZ groups."""
-    import xarray as xr
+    import xarray as xr  # here only: importing it costs a second that `import ebm_ppl` skips
 
     arrays: dict = {}
     fields = {}
@@ -178,7 +205,8 @@ def save_result(result, path, *, arviz_tree=None, as_text=("reference",)):
     groups = {} if arviz_tree is None else {
         node.path: node.to_dataset() for node in arviz_tree.subtree if node.path != "/"}
     root_attrs = {} if arviz_tree is None else dict(arviz_tree.attrs)
-    root_attrs.update(ebm_ppl_format=fmt, ebm_ppl_spec=json.dumps(fields))
+    root_attrs.update(ebm_ppl_format=fmt, ebm_ppl_spec=json.dumps(fields),
+                      ebm_ppl_sha256=_digest(arrays))
     groups["/"] = xr.Dataset(attrs=root_attrs)
     groups[f"/{_ARRAYS}"] = xr.Dataset(data)
     tree = xr.DataTree.from_dict(groups)
@@ -187,28 +215,55 @@ def save_result(result, path, *, arviz_tree=None, as_text=("reference",)):
                                                             encoding=encoding))
 
 
-def load_result(path, cls):
-    """Read a file written by [`save_result`][ebm_ppl.persist.save_result] for class ``cls``; ``ValueError``
-    naming
-    ``path`` when it is missing, unreadable or holds something else."""
-    import xarray as xr
+def _read(path) -> tuple[str | None, dict | None, dict | None]:
+    """The format, the field spec and the arrays of a file written by `save_result`, or
+    ``ValueError`` naming ``path`` when it is missing, unreadable or corrupt."""
+    import xarray as xr  # here only: importing it costs a second that `import ebm_ppl` skips
 
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"path {str(path)!r} is not a file")
-    want = f"ebm_ppl.{cls.__name__}/{FORMAT_VERSION}"
     try:
         with xr.open_datatree(path, engine="h5netcdf", mask_and_scale=False,
                               decode_times=False) as tree:
             fmt = tree.attrs.get("ebm_ppl_format")
             spec = tree.attrs.get("ebm_ppl_spec")
+            digest = tree.attrs.get("ebm_ppl_sha256")
             ds = tree[_ARRAYS].to_dataset() if _ARRAYS in tree.children else None
-            arrays = {} if ds is None else {k: np.array(v.values) for k, v in ds.data_vars.items()}
+            arrays = None if ds is None else {k: np.array(v.values)
+                                              for k, v in ds.data_vars.items()}
+        fields = None if spec is None else json.loads(spec)
     except (OSError, ValueError, KeyError) as err:
-        raise ValueError(f"path {str(path)!r} is not a readable netCDF file: "
-                         f"{type(err).__name__}: {err}") from None
-    if fmt != want or spec is None or ds is None:
+        raise ValueError(f"path {str(path)!r} is not a readable netCDF file (corrupt or "
+                         f"truncated?): {type(err).__name__}: {err}") from None
+    if digest is not None and arrays is not None and _digest(arrays) != digest:
+        raise ValueError(f"path {str(path)!r} is corrupt: its arrays do not match the SHA-256 "
+                         "written with them")
+    return fmt, fields, arrays
+
+
+def load_result(path, cls):
+    """Read a file written by [`save_result`][ebm_ppl.persist.save_result] for class ``cls``;
+    ``ValueError`` naming ``path`` when it is missing, unreadable, corrupt or holds something
+    else."""
+    return _build(path, cls, *_read(path))
+
+
+def _build(path, cls, fmt, spec, arrays):
+    want = f"ebm_ppl.{cls.__name__}/{FORMAT_VERSION}"
+    if fmt != want or spec is None or arrays is None:
         raise ValueError(f"path {str(path)!r} does not hold an {cls.__name__} (format "
                          f"{fmt!r}, expected {want!r})")
-    fields = {k: decode(v, arrays) for k, v in json.loads(spec).items()}
-    return cls(**fields)
+    return cls(**{k: decode(v, arrays) for k, v in spec.items()})
+
+
+def load(path):
+    """Read any file ebm_ppl writes (an evidence, bridge-sampling or training result, a
+    training checkpoint): the class is the one named in the file."""
+    fmt, spec, arrays = _read(path)
+    name, _, version = (fmt or "").removeprefix("ebm_ppl.").partition("/")
+    cls = _FORMATS.get(name)
+    if cls is None or version != str(FORMAT_VERSION):
+        raise ValueError(f"path {str(path)!r} does not hold an ebm_ppl file this version "
+                         f"reads (format {fmt!r}; known: {', '.join(sorted(_FORMATS))})")
+    return _build(path, cls, fmt, spec, arrays)

@@ -68,6 +68,7 @@ def test_evidence_command_matches_closed_form(model_and_data, data_name, tmp_pat
     est, se = (float(v) for v in line.split("=")[1].split("(")[0].split("+-"))
     assert abs(est - exact) < max(4 * se, 0.05), (est, se, exact)
     loaded = ep.EvidenceResult.load(out)  # was: a bare ArviZ tree that load rejected
+    assert isinstance(ep.persist.load(out), ep.EvidenceResult)  # the loader of all our files
     assert f"{loaded.log_z:.5f}" == f"{est:.5f}" and loaded.method == "hmc"
 
 

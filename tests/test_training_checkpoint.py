@@ -1,6 +1,7 @@
 """Checkpoints: an interrupted run resumed equals the uninterrupted run bit for bit (CPU);
 corrupt or foreign checkpoints are clear errors; files are written atomically, no pickle."""
 
+import hashlib
 import json
 
 import jax
@@ -8,9 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+import xarray as xr
 
 import ebm_ppl as ep
 from ebm_ppl.training import CheckpointError
+from ebm_ppl.training import checkpoint as ckpt_mod
 
 DATA = np.random.default_rng(5).normal(1.0, 0.5, size=(300, 1))
 KEY = jax.random.key(7)
@@ -63,8 +66,8 @@ def test_interrupted_and_resumed_run_is_bit_for_bit(method, tmp_path):
         assert reference.history["resampled"].any()
     with pytest.raises(KeyboardInterrupt):
         _run(method, 45, checkpoint_dir=tmp_path, checkpoint_every=14, callback=_interrupt_at(21))
-    manifest = json.loads((tmp_path / "manifest.json").read_text())
-    assert manifest["iteration"] == 21  # Ctrl-C saved the last completed chunk
+    assert ep.persist.load(tmp_path / "checkpoint.nc").iteration == 21  # Ctrl-C saved the
+    # last completed chunk
     resumed = _run(method, 45, checkpoint_dir=tmp_path, checkpoint_every=14, resume=True)
     assert resumed.info["resumed_from"] == 21
     _assert_identical(reference, resumed)
@@ -79,24 +82,108 @@ def test_a_finished_run_extended_equals_the_longer_run(tmp_path):
 def test_files_are_atomic_and_pickle_free(tmp_path):
     _run("cd", 20, checkpoint_dir=tmp_path, checkpoint_every=7)
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["manifest.json", "state-20.npz"]  # no temporaries, old states removed
-    with np.load(tmp_path / "state-20.npz", allow_pickle=False) as npz:
-        assert all(npz[k].dtype != object for k in npz.files)
-    manifest = json.loads((tmp_path / "manifest.json").read_text())
-    assert {"path", "shape", "dtype"} <= set(manifest["structure"][0])
+    assert names == ["checkpoint.nc"]  # no temporaries; one file, in the format of results
+    with xr.open_datatree(tmp_path / "checkpoint.nc", engine="h5netcdf") as tree:
+        assert tree.attrs["ebm_ppl_format"] == "ebm_ppl.Checkpoint/1"
+        assert all(v.dtype != object for v in tree["ebm_ppl_arrays"].data_vars.values())
+    state = ep.persist.load(tmp_path / "checkpoint.nc")
+    assert state.iteration == 20 and {"path", "shape", "dtype"} <= set(state.structure[0])
 
 
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     _run("cd", 14, checkpoint_dir=tmp_path)
-    path = tmp_path / "state-14.npz"
+    path = tmp_path / "checkpoint.nc"
     raw = bytearray(path.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     path.write_bytes(bytes(raw))
     with pytest.raises(CheckpointError, match="corrupt"):
         _run("cd", 20, checkpoint_dir=tmp_path, resume=True)
-    (tmp_path / "manifest.json").write_text("{not json")
+    path.write_text("{not netCDF")
     with pytest.raises(ValueError, match="corrupt"):
         _run("cd", 20, checkpoint_dir=tmp_path, resume=True)
+
+
+# -- the file layer itself (no training) ----------------------------------------------------
+
+def _carry():
+    p = {"m": jnp.arange(3.0), "s": jnp.asarray(0.5, jnp.float32)}
+    return (p, optax.adam(0.1).init(p), jax.random.key(3), jnp.asarray([True, False]),
+            jnp.asarray(7, jnp.int32))
+
+
+HISTORY = {"loss": np.array([0.25, -np.inf, np.nan]), "resampled": np.array([True, False, True])}
+FINGERPRINT = {"method": "cd", "key": [0, 3], "step_size": 0.1, "params": [{"path": "['m']"}]}
+
+
+def _same_carry(a, b):
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        if ep.persist.is_key(x):
+            assert np.array_equal(jax.random.key_data(x), jax.random.key_data(y))
+        else:
+            assert x.dtype == y.dtype and np.array_equal(x, y)
+
+
+def test_save_load_round_trip_is_exact(tmp_path):
+    carry = _carry()
+    ckpt_mod.save(tmp_path, 12, carry, HISTORY, FINGERPRINT, {"chunk_size": 7})
+    it, back, history, extra = ckpt_mod.load(tmp_path, jax.eval_shape(_carry), FINGERPRINT)
+    assert (it, extra) == (12, {"chunk_size": 7})
+    _same_carry(carry, back)
+    for k in HISTORY:
+        np.testing.assert_array_equal(history[k], HISTORY[k])
+        assert history[k].dtype == HISTORY[k].dtype
+
+
+def test_an_interrupted_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    carry = _carry()
+    ckpt_mod.save(tmp_path, 5, carry, HISTORY, FINGERPRINT, {})
+    before = (tmp_path / "checkpoint.nc").read_bytes()
+    real = xr.DataTree.to_netcdf
+
+    def torn(self, path, *args, **kw):  # half the file is on disk when the process dies
+        real(self, path, *args, **kw)
+        data = open(path, "rb").read()
+        open(path, "wb").write(data[: len(data) // 2])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(xr.DataTree, "to_netcdf", torn)
+    later = jax.tree.map(lambda x: x if ep.persist.is_key(x) else x + 1, carry)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt_mod.save(tmp_path, 9, later, HISTORY, FINGERPRINT, {})
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.nc"]  # no temporaries
+    assert (tmp_path / "checkpoint.nc").read_bytes() == before
+    it, back, _, _ = ckpt_mod.load(tmp_path, jax.eval_shape(_carry), FINGERPRINT)
+    assert it == 5
+    _same_carry(carry, back)
+
+
+def _write_npz_checkpoint(directory, iteration, carry, history, fingerprint, extra):
+    """The npz + JSON layout of earlier releases, as their ``checkpoint.save`` wrote it."""
+    leaves = jax.tree.leaves(carry)
+    arrays = {f"leaf_{i}": ep.persist.storable(x) for i, x in enumerate(leaves)}
+    arrays.update({f"history_{k}": np.asarray(v) for k, v in history.items()})
+    name = f"state-{iteration}.npz"
+    np.savez(directory / name, **arrays)
+    manifest = {"format": "ebm_ppl.training.checkpoint/1", "iteration": iteration, "file": name,
+                "sha256": hashlib.sha256((directory / name).read_bytes()).hexdigest(),
+                "structure": ckpt_mod.describe(carry), "history_keys": sorted(history),
+                "fingerprint": fingerprint, "extra": extra}
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_npz_checkpoints_of_earlier_releases_still_load_with_a_warning(tmp_path):
+    carry = _carry()
+    _write_npz_checkpoint(tmp_path, 8, carry, HISTORY, FINGERPRINT, {"chunk_size": 4})
+    assert ckpt_mod.exists(tmp_path) and ckpt_mod.read_extra(tmp_path) == {"chunk_size": 4}
+    with pytest.warns(DeprecationWarning, match="npz"):
+        it, back, history, _ = ckpt_mod.load(tmp_path, jax.eval_shape(_carry), FINGERPRINT)
+    assert it == 8
+    _same_carry(carry, back)
+    np.testing.assert_array_equal(history["resampled"], HISTORY["resampled"])
+    ckpt_mod.save(tmp_path, 9, back, history, FINGERPRINT, {})  # the next save migrates
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.nc"]
 
 
 def test_checkpoint_of_another_run_is_a_clear_error(tmp_path):

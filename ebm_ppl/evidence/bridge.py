@@ -46,6 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import check_choice, check_key, check_model_data, check_positive
+from ..persist import load_result, register, save_result
 from .fingerprint import observed_fingerprint
 
 __all__ = ["bridge_sampling", "BridgeResult", "bridge_estimate", "bridge_relative_mse",
@@ -58,6 +59,7 @@ RHAT_NOTE, RHAT_FAIL = 1.01, 1.05
 SKEW_NOTE = 1.0          # |marginal skewness| above which "warp3" is suggested
 
 
+@register
 @dataclass(frozen=True)
 class BridgeResult:
     """log p(data) by bridge sampling, with the same interface as
@@ -152,15 +154,11 @@ class BridgeResult:
     def save(self, path):
         """Write this result to a netCDF file (see
         [`EvidenceResult.save`][ebm_ppl.evidence.result.EvidenceResult.save])."""
-        from ..persist import save_result
-
         return save_result(self, path, arviz_tree=self.to_arviz())
 
     @classmethod
     def load(cls, path) -> "BridgeResult":
         """Read a result written by `save`, bit for bit."""
-        from ..persist import load_result
-
         return load_result(path, cls)
 
 

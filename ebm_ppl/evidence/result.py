@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..persist import load_result, save_result
+from ..persist import load_result, register, save_result
 
 from ..weights import ess_fraction, normalize_log_weights
 
@@ -27,6 +27,7 @@ def group_standard_error(group_log_z) -> tuple[float, float]:
     return float(top + np.log(mean)), float(se)
 
 
+@register
 @dataclass(frozen=True)
 class EvidenceResult:
     """log Z (or log evidence) with an honest standard error, weighted walkers and history.

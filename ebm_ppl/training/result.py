@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..persist import load_result, save_result
+from ..persist import load_result, register, save_result
 
 from ..sharding import to_host
 from ..weights import log_mean_exp
@@ -15,6 +15,7 @@ from ..weights import log_mean_exp
 SAMPLING = ("jarzynski", "pcd", "cd")
 
 
+@register
 @dataclass(frozen=True)
 class TrainResult:
     """What a training run produced.
