@@ -20,6 +20,7 @@ import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -28,7 +29,7 @@ import numpy as np
 from ..persist import is_key, load_result, register, save_result
 
 __all__ = ["Checkpoint", "CheckpointError", "FILE", "save", "load", "exists", "read_extra",
-           "resumed_chunk_size", "describe"]
+           "resumed_chunk_size", "describe", "fingerprint", "run_metadata"]
 
 FILE = "checkpoint.nc"
 MANIFEST = "manifest.json"  # the npz + JSON format of earlier releases (read only)
@@ -61,6 +62,25 @@ def describe(tree) -> list[dict]:
     leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
     return [{"path": jax.tree_util.keystr(p), "shape": list(np.shape(x)),
              "dtype": "key" if is_key(x) else str(np.dtype(x.dtype))} for p, x in leaves]
+
+
+def fingerprint(config: dict, data, key, params) -> dict:
+    """What a run must match to resume from a checkpoint: its scalar options (``config``),
+    the data (shape and SHA-256), the key and the parameters' structure."""
+    fp: dict[str, Any] = {k: v for k, v in config.items()
+                          if isinstance(v, (int, float, str, bool, type(None)))}
+    fp["data_shape"] = list(data.shape)
+    fp["data_sha256"] = hashlib.sha256(np.ascontiguousarray(data).tobytes()).hexdigest()
+    fp["key"] = np.asarray(jax.random.key_data(key)).tolist()
+    fp["params"] = describe(params)
+    return fp
+
+
+def run_metadata(chunk_size: int, info: dict) -> dict:
+    """The ``extra`` of a checkpoint: the chunk size a resumed run must keep and the scalar
+    entries of the run's ``info``."""
+    return {"chunk_size": chunk_size,
+            "info": {k: v for k, v in info.items() if isinstance(v, (int, float, str, bool))}}
 
 
 def save(directory, iteration: int, carry, history: dict, fingerprint: dict, extra: dict):

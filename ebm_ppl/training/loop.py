@@ -11,7 +11,6 @@ checkpoint is bit-for-bit the uninterrupted run. The estimators and their option
 from __future__ import annotations
 
 import functools
-import hashlib
 import time
 import warnings
 from typing import Any, Callable, NamedTuple
@@ -72,16 +71,6 @@ def _programs(est: Estimator, energy_fn, optimizer, chunk_size: int, batch_size,
                      fns.init(jax.random.fold_in(key, -1 & 0x7FFFFFFF), params))
 
     return jax.jit(init), jax.jit(chunk)
-
-
-def _fingerprint(est: Estimator, batch_size, data, key, params) -> dict:
-    cfg = {"method": est.method, "batch_size": batch_size, **dict(est.options)}
-    fp: dict[str, Any] = {k: v for k, v in cfg.items() if isinstance(v, (int, float, str, bool, type(None)))}
-    fp["data_shape"] = list(data.shape)
-    fp["data_sha256"] = hashlib.sha256(np.ascontiguousarray(data).tobytes()).hexdigest()
-    fp["key"] = np.asarray(jax.random.key_data(key)).tolist()
-    fp["params"] = ckpt.describe(params)
-    return fp
 
 
 def train(energy_fn: Callable, params, data, *, key, estimator: Estimator | str | None = None,
@@ -147,7 +136,8 @@ def train(energy_fn: Callable, params, data, *, key, estimator: Estimator | str 
         raise ValueError(f"track must be callable, got {type(track).__name__}")
     info: dict = {"method": est.method}
     est, nce_c0 = est_.prepare_nce(est, energy_fn, params, data, optimizer, info)
-    fingerprint = _fingerprint(est, batch_size, data, key, params)
+    fingerprint = ckpt.fingerprint({"method": est.method, "batch_size": batch_size,
+                                    **dict(est.options)}, data, key, params)
     chunk = chunk_size or min(100, checkpoint_every or 100)
     start, history = 0, {}
     resuming = resume and ckpt.exists(checkpoint_dir)
@@ -195,8 +185,8 @@ def _loop(run_chunk, carry, history, it, num_iterations, chunk, data, key, metho
     last_saved = it
 
     def save(at):
-        ckpt.save(checkpoint_dir, at, carry, _concat(parts),
-                  fingerprint, {"chunk_size": chunk, "info": _jsonable(info)})
+        ckpt.save(checkpoint_dir, at, carry, _concat(parts), fingerprint,
+                  ckpt.run_metadata(chunk, info))
 
     bar = tqdm(total=num_iterations, initial=min(it, num_iterations), disable=not progress_bar,
                desc=f"train[{method}]", unit="it")
@@ -241,6 +231,3 @@ def _loop(run_chunk, carry, history, it, num_iterations, chunk, data, key, metho
 def _concat(parts):
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
 
-
-def _jsonable(info):
-    return {k: v for k, v in info.items() if isinstance(v, (int, float, str, bool))}
