@@ -10,12 +10,16 @@ units how far every sampler is from the exact moments and from ULA's biased theo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import jax
 import numpy as np
 
 from ..errors import check_key, check_positive
 from .weights import weighted_mean
+
+if TYPE_CHECKING:  # pandas is imported where a table is built (it is slow to import)
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -28,7 +32,7 @@ class BiasReport:
     -> [`SteinTest`][ebm_ppl.diagnostics.SteinTest], the kernel Stein goodness-of-fit test of the
     draws, which needs no exact answer (one reading line each in ``str(report)``)."""
 
-    table: object
+    table: pd.DataFrame
     draws: dict = field(repr=False)
     target_name: str = "target"
     stein: dict = field(default_factory=dict, repr=False)

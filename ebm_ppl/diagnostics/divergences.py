@@ -98,6 +98,6 @@ def remark31_mixtures(z: float) -> tuple[GaussianMixture, GaussianMixture]:
     with s = sigmoid(z). Use [`log_density`][ebm_ppl.diagnostics.divergences.log_density] to get their
     normalized log densities."""
     s = 1.0 / (1.0 + np.exp(-float(z)))
-    means = [[-5.0], [5.0]]
-    return (GaussianMixture(means=means, scales=1.0, weights=[0.5, 0.5]),
-            GaussianMixture(means=means, scales=1.0, weights=[s, 1.0 - s]))
+    means, scales = np.array([[-5.0], [5.0]]), np.ones(2)
+    return (GaussianMixture(means=means, scales=scales, weights=np.array([0.5, 0.5])),
+            GaussianMixture(means=means, scales=scales, weights=np.array([s, 1.0 - s])))

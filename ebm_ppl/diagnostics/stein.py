@@ -362,7 +362,7 @@ class SteinDiscrepancy:
     dim: int
     method: str
     ksd_chain: np.ndarray | None = None
-    preconditioner: np.ndarray = field(default=None, repr=False)
+    preconditioner: np.ndarray | None = field(default=None, repr=False)
 
     def __float__(self) -> float:
         return float(self.ksd)

@@ -17,6 +17,7 @@ its netCDF file.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 
@@ -238,7 +239,7 @@ def convergence(obj, *, var_names=None) -> dict:
     import arviz as az
 
     dt = to_datatree(obj)
-    out = {}
+    out: dict[str, Any] = {}
     stats = {"r_hat": az.rhat(dt, var_names=var_names),
              "ess_bulk": az.ess(dt, var_names=var_names, method="bulk"),
              "ess_tail": az.ess(dt, var_names=var_names, method="tail"),
