@@ -164,8 +164,6 @@ def test_quick_number_regions_name_real_examples():
 # Tutorials whose quoted numbers are not (yet) checked against a quick run, with the reason.
 UNCHECKED_TUTORIALS = {
     "samplers.md": "the demo's page: no example script, no quoted run numbers",
-    "bayes-factor-calibration.md": "quotes the full run (200 data sets, minutes); its quick "
-                                   "run is not quoted yet",
 }
 
 
