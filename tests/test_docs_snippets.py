@@ -43,6 +43,9 @@ SLOW_PAGES = {
     "docs/tutorials/ula-bias.md", "docs/tutorials/kl-vs-fisher.md",
     "docs/scaling.md", "docs/reliability.md", "docs/evidence.md", "README.md",
     "docs/tutorials/figure1-mixture.md", "docs/tutorials/evidence-from-draws.md",
+    # the same calls as their examples, which the default run checks (tests/test_examples.py)
+    "docs/tutorials/tempering-mixture.md", "docs/tutorials/cross-entropy-tracking.md",
+    "docs/tutorials/free-energy-maxent.md",
 }
 
 FENCE = re.compile(r"^(?P<indent>[ ]*)```(?P<lang>[\w-]*)[^\n]*\n(?P<body>.*?)^(?P=indent)```[ ]*$",
