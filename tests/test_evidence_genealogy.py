@@ -80,7 +80,7 @@ def _replicates(scheme, reps=300, n=32):
         o = engine.anneal(jax.random.key(2 * s + 1), x0, delta_fn=_delta, move=_move,
                           schedule=schedules.linear(6), log_z0=0.5 * math.log(2 * math.pi),
                           adapt_step_size=False, progress_bar=False, resampling=scheme)
-        out.append((o.log_z - exact, float(o.group_rel_var[0])))
+        out.append((o.log_z - exact, float(o.group_rel_var[0]), float(o.group_rel_var_lag[0])))
     return np.array(out)
 
 
@@ -102,7 +102,7 @@ def test_genealogy_variance_matches_the_spread_of_replicates(replicates):
     """E[V^N] = Var(Z_hat) (Lee & Whiteley 2018, Thm 1) with multinomial resampling: over
     300 runs of 32 walkers and 6 resamplings the mean estimate agrees with the replicates' own
     variance of Z_hat / Z within 4 standard errors."""
-    err, rv = replicates["multinomial"].T
+    err, rv, _ = replicates["multinomial"].T
     z, ratio, var_rep = _check(err, rv)
     assert abs(np.mean(ratio) - 1.0) < 4 * np.sqrt(var_rep / len(ratio))  # Z_hat unbiased
     assert abs(z) < 4, (z, var_rep)
@@ -112,8 +112,76 @@ def test_genealogy_variance_matches_the_spread_of_replicates(replicates):
 def test_the_same_check_rejects_systematic_resampling(replicates):
     """The estimator assumes multinomial resampling: under systematic resampling it reads far
     below the true variance, and the check above catches it."""
-    z, _, var_rep = _check(*replicates["systematic"].T)
+    z, _, var_rep = _check(*replicates["systematic"].T[:2])
     assert z < -4, (z, var_rep)
+
+
+# -- the fixed-lag fallback (Olsson & Douc) -----------------------------------------------
+
+def test_coalescence_factors_telescope_to_lee_whiteley():
+    """Read from the final walkers at every generation, the per-generation factors multiply
+    to the Eve formula exactly; the lag-0 factor alone is never positive (variance >= 0)."""
+    rng = np.random.default_rng(1)
+    n, r = 16, 4
+    steps = [rng.integers(0, n // 2, n) for _ in range(r)]   # selective resamplings
+    cur, anc = np.arange(n), []
+    for j in range(r):
+        cur = steps[r - 1 - j][cur]
+        anc.append(cur.copy())
+    lw = jnp.asarray(rng.normal(size=n))
+    lf = rs.coalescence_log_factors(lw, jnp.asarray(np.array(anc), jnp.int32))
+    lw_eve = rs.genealogy_relative_variance(lw, jnp.asarray(anc[-1], jnp.int32), r)
+    assert float(rs.relative_variance_from_log_factors(lf)) == pytest.approx(float(lw_eve),
+                                                                             rel=1e-5)
+    assert float(lf[0]) <= 0.0 and float(lw_eve) > 0.1
+
+
+def test_fixed_lag_variance_is_positive_and_near_the_replicates(replicates):
+    """Where the Eve estimate is unresolved (<= 0 in about half of these 32-walker runs), the
+    fixed-lag estimate is positive in every run and its mean is within a factor 2 of the
+    replicates' variance of Z_hat / Z (observed: 1.4x; the poor move correlates stages
+    beyond the lag, which the ideal-mixing floor partly makes up for)."""
+    err, rv, rv_lag = replicates["multinomial"].T
+    ratio = np.exp(err)
+    var_rep = np.var(ratio, ddof=1)
+    assert np.mean(rv <= 0) > 0.2 and np.all(rv_lag > 0)
+    assert 0.5 < np.mean(ratio ** 2 * rv_lag) / var_rep < 2.0
+
+
+def _gauss_small(seed, bias_check=False):
+    import numpyro.distributions as dist
+
+    t = ep.targets.ill_conditioned_gaussian(10, 100.0, seed=0)
+    ref = dist.Normal(jnp.zeros(10), 1.0).to_event(1)
+    return t, ep.log_partition(t, key=jax.random.key(seed), num_walkers=128, reference=ref,
+                               bias_check=bias_check, progress_bar=False)
+
+
+def test_small_run_whose_genealogy_collapsed_gets_a_positive_se():
+    """128 walkers, 9 stages: key 15 left 19 Eves and a full-genealogy variance <= 0
+    (log_z_se was 0.0); the fixed-lag fallback gives a positive se, says so, and the verdict
+    names the collapse."""
+    _, res = _gauss_small(15)
+    assert 0.1 < res.log_z_se < 0.3
+    assert any("fixed-lag" in m for m in res.messages)
+    assert res.reliable is False and any("genealogy collapsed" in m for m in res.messages)
+
+
+@pytest.mark.slow
+def test_fallback_se_matches_the_spread_of_200_small_runs():
+    """200 runs of 128 walkers on the 10-D Gaussian (exact log Z): the reported se (fixed-lag
+    wherever the genealogy collapsed, i.e. nearly always here) has an RMS within 0.7-1.5x the
+    replicates' spread of log Z (observed 1.18x over 100 runs), never 0, and covers the truth
+    with +-2 se in 88-99% of runs."""
+    rows = []
+    for s in range(200):
+        t, res = _gauss_small(s)
+        rows.append((res.log_z - float(t.log_z), res.log_z_se))
+    err, se = np.array(rows).T
+    assert np.all(se > 0)
+    ratio = np.sqrt(np.mean(se ** 2)) / np.std(err, ddof=1)
+    assert 0.7 < ratio < 1.5, ratio
+    assert 0.88 <= np.mean(np.abs(err) < 2 * se) <= 0.99
 
 
 # -- end to end ------------------------------------------------------------------------------

@@ -18,9 +18,10 @@ from .engine import anneal
 from .options import AnnealOptions
 from .schedules import stage_cap_message
 
-__all__ = ["PROBE_FRACTION", "run_probe", "effort_trend", "verdict"]
+__all__ = ["PROBE_FRACTION", "MIN_ANCESTORS", "run_probe", "effort_trend", "verdict"]
 
 PROBE_FRACTION = 4  # the bias probe anneals num_walkers / 4 walkers
+MIN_ANCESTORS = 50  # fewer Eves with weight: the full genealogy variance is not trusted
 
 
 def run_probe(path, key, n, sched, step_size, move, opts: AnnealOptions):
@@ -46,11 +47,14 @@ def effort_trend(log_z, se, n, probe):
     m = int(jax.tree.leaves(probe.state)[0].shape[0])
     r = m / (n - m)
     d = log_z - probe.log_z
-    sd_d = float(np.hypot(se, probe.log_z_se))
+    probe_se = probe.log_z_se  # a small probe's genealogy collapses first: fixed-lag then
+    if not probe_se > 0 or getattr(probe, "num_ancestors", MIN_ANCESTORS) < MIN_ANCESTORS:
+        probe_se = probe.log_z_se_lag
+    sd_d = float(np.hypot(se, probe_se))
     bias, sd_bias = -r * d, r * sd_d
     counted = math.sqrt(max(bias * bias - sd_bias * sd_bias, 0.0)) if abs(d) > 2 * sd_d else 0.0
     return dict(log_z_bias=float(bias), log_z_bias_se=float(sd_bias),
-                log_z_probe=float(probe.log_z), log_z_probe_se=float(probe.log_z_se),
+                log_z_probe=float(probe.log_z), log_z_probe_se=float(probe_se),
                 probe_walkers=m, _bias_counted=counted)
 
 
@@ -68,9 +72,10 @@ def verdict(extra, h, sched, betas, max_stages, reference_info, num_ancestors):
     if len(h["ess"]) and np.min(h["ess"]) < 0.05:
         reasons.append("the weights degenerated at some stage (ESS < 0.05); raise target_ess "
                        "or num_walkers")
-    if num_ancestors < 50:
+    if num_ancestors < MIN_ANCESTORS:
         reasons.append(f"the genealogy collapsed (only {num_ancestors} initial walkers have "
-                       "descendants), so log_z_se cannot be estimated; raise num_walkers")
+                       "descendants), so log_z_se is the fixed-lag estimate, which misses "
+                       "correlations over more stages; raise num_walkers")
     if extra.get("bar_consistent") is False:
         reasons.append("the forward and reverse passes disagree (hysteresis); raise target_ess "
                        "or num_moves")

@@ -19,10 +19,10 @@ import numpy as np
 from ..errors import SamplingDivergedError
 from ..sharding import to_host
 from . import moves as _moves
-from ._probe import PROBE_FRACTION, effort_trend, run_probe, verdict
+from ._probe import MIN_ANCESTORS, PROBE_FRACTION, effort_trend, run_probe, verdict
 from ._walkers import initial_state, initial_step, path_delta, samples
 from .bar import bar_log_z
-from .engine import anneal
+from .engine import GENEALOGY_LAG, anneal
 from .options import AnnealOptions, typed_key
 from .resampling import ess_fraction, log_mean_exp, systematic_resample
 from .result import EvidenceResult, group_standard_error
@@ -114,6 +114,14 @@ def finish(path, key, opts: AnnealOptions, state, out, sched, step_size, move, g
     # spins: the spread of the groups (systematic resampling); else the genealogy
     log_z, log_z_se = group_standard_error(out.group_log_z) if opts.spins else \
         (out.log_z, out.log_z_se)
+    if not opts.spins and (not log_z_se > 0 or out.num_ancestors < MIN_ANCESTORS):
+        why = (f"the genealogy collapsed ({out.num_ancestors} initial walkers have descendants)"
+               if out.num_ancestors < MIN_ANCESTORS else
+               "the full-genealogy (Lee & Whiteley) variance was not positive (unresolved)")
+        log_z_se = out.log_z_se_lag
+        messages.append(f"log_z_se is the fixed-lag genealogy estimate (Olsson & Douc; "
+                        f"{GENEALOGY_LAG} stages back, at least the ideal-mixing variance) "
+                        f"because {why}; more walkers give the full one")
     if method == "ti":
         e0 = to_host(state.delta).reshape(g, -1)
         e0 = np.array([np.mean(r[np.isfinite(r)]) for r in e0])

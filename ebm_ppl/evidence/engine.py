@@ -56,8 +56,9 @@ from ..compilation import compiled_postfix
 from ..errors import SamplingDivergedError
 from ..sharding import constrain_walkers, sharding_of, to_host
 from .options import AnnealOptions
-from .resampling import ( ess_fraction, genealogy_relative_variance,
-                         log_mean_exp, normalize_log_weights, resample_if)
+from .resampling import (coalescence_log_factors, ess_fraction,
+                         genealogy_relative_variance, log_mean_exp, normalize_log_weights,
+                         relative_variance_from_log_factors, resample_if)
 from .schedules import Adaptive, increment, next_beta
 
 Array = jax.Array
@@ -80,6 +81,9 @@ class AnnealOutput(NamedTuple):
     ``group_rel_var`` its genealogy estimate of ``Var(Z_g) / Z_g^2`` (Lee & Whiteley 2018),
     ``log_z_se`` the standard error of ``log_z`` they give (`genealogy_log_z_se`) and
     ``num_ancestors`` the number of initial walkers that still have descendants with weight.
+    ``group_rel_var_lag`` and ``log_z_se_lag`` are the fixed-lag version (Olsson & Douc 2019;
+    each generation read ``GENEALOGY_LAG`` stages later, at least the ideal-mixing variance),
+    the fallback when the genealogy collapsed or its estimate is not positive.
     """
 
     state: Any
@@ -92,6 +96,11 @@ class AnnealOutput(NamedTuple):
     group_rel_var: np.ndarray = np.zeros(0)
     log_z_se: float = float("nan")
     num_ancestors: int = 0
+    group_rel_var_lag: np.ndarray = np.zeros(0)
+    log_z_se_lag: float = float("nan")
+
+
+GENEALOGY_LAG = 3  # generations the fixed-lag variance estimate looks back (Olsson & Douc)
 
 
 class _Carry(NamedTuple):
@@ -103,6 +112,10 @@ class _Carry(NamedTuple):
     key: Array
     eve: Array         # (G, n) int32: index (within the group) of each walker's initial ancestor
     num_res: Array     # (G,) int32: resampling events in each group
+    anc: Array         # (G, L, n) int32: each walker's ancestor 1..L resamplings back
+    anc_res: Array     # (G, L) bool: whether those L generations were resamplings
+    log_f_lag: Array   # (G,) fixed-lag coalescence log factors of the generations passed
+    log_f0: Array      # (G,) ideal-mixing (lag 0) log factors of the resamplings so far
 
 
 def group_log_z(log_w, log_z_acc):
@@ -170,6 +183,13 @@ def _stage(carry: _Carry, beta_target, use_target, adapt_on, move, delta_fn, sta
     res = jax.vmap(functools.partial(resample_if, scheme=resampling), in_axes=(0, 0, None))(
         jax.random.split(k_res, g), log_w, resample_threshold)
     eve = jnp.take_along_axis(carry.eve, res.indices, axis=1)
+    # fixed-lag genealogy (Olsson & Douc): this stage's weights read the generation L back
+    lf = jax.vmap(coalescence_log_factors)(log_w, carry.anc)
+    log_f_lag = carry.log_f_lag + jnp.where(carry.anc_res[:, -1], lf[:, -1], 0.0)
+    log_f0 = carry.log_f0 + jnp.where(res.resampled, lf[:, 0], 0.0)
+    anc = jnp.concatenate([res.indices[:, None, :], jnp.take_along_axis(
+        carry.anc[:, :-1, :], res.indices[:, None, :], axis=2)], axis=1)
+    anc_res = jnp.concatenate([res.resampled[:, None], carry.anc_res[:, :-1]], axis=1)
     num_res = carry.num_res + res.resampled.astype(carry.num_res.dtype)
     state = constrain_walkers(jax.tree.map(lambda a: _group_gather(a, res.indices),
                                            carry.state), static.sharding, g * n)
@@ -198,7 +218,7 @@ def _stage(carry: _Carry, beta_target, use_target, adapt_on, move, delta_fn, sta
     mean_delta = jnp.sum(W * jnp.where(jnp.isfinite(v_after), v_after, 0.0).reshape(g, n),
                          axis=-1)
     new = _Carry(constrain_walkers(state, static.sharding, g * n), log_w, log_z_acc, b_next,
-                 log_step, key, eve, num_res)
+                 log_step, key, eve, num_res, anc, anc_res, log_f_lag, log_f0)
     alive = jnp.isfinite(_global_log_w(new))
     record = dict(beta=b_next, ess=ess, accept=accept, step_size=jnp.exp(log_step),
                   num_resampled=jnp.sum(res.resampled), num_grads=grads,
@@ -287,7 +307,10 @@ def anneal(key, state, *, delta_fn: Callable, move: Callable, schedule,
                    jnp.asarray(0.0 if betas is None else betas[0], dtype),
                    jnp.asarray(np.log(step_size), dtype), key,
                    jnp.tile(jnp.arange(n_total // g, dtype=jnp.int32), (g, 1)),
-                   jnp.zeros((g,), jnp.int32))
+                   jnp.zeros((g,), jnp.int32),
+                   jnp.tile(jnp.arange(n_total // g, dtype=jnp.int32), (g, GENEALOGY_LAG, 1)),
+                   jnp.zeros((g, GENEALOGY_LAG), bool), jnp.zeros((g,), dtype),
+                   jnp.zeros((g,), dtype))
     records, extras = [], []
     bar = _progress(options.progress_bar, desc, adaptive is None and betas.size - 1)  # type: ignore[union-attr]
     stage, beta = 0, float(carry.beta)
@@ -330,24 +353,33 @@ def anneal(key, state, *, delta_fn: Callable, move: Callable, schedule,
         else {}
     glz = to_host(group_log_z(carry.log_w, carry.log_z_acc)) + log_z0
     log_weights = _global_log_w(carry) + log_z0
-    rel_var, ancestors = to_host(_genealogy(carry.log_w, carry.eve, carry.num_res))
+    rel_var, ancestors, rel_var_lag = to_host(_genealogy(carry))
     return AnnealOutput(
         state=carry.state, log_weights=log_weights,
         log_z=float(log_mean_exp(log_weights)), group_log_z=glz, history=history,
         increments=extras if record_increments else None,
         num_grads=int(sum(float(r["num_grads"]) for r in records)),
         group_rel_var=np.asarray(rel_var, float), log_z_se=genealogy_log_z_se(glz, rel_var),
-        num_ancestors=int(ancestors))
+        num_ancestors=int(ancestors), group_rel_var_lag=np.asarray(rel_var_lag, float),
+        log_z_se_lag=genealogy_log_z_se(glz, rel_var_lag))
 
 
 @jax.jit
-def _genealogy(log_w, eve, num_res):
-    """Per-group genealogy variance and the number of Eves whose descendants carry weight."""
-    rel_var = jax.vmap(genealogy_relative_variance)(log_w, eve, num_res)
+def _genealogy(carry):
+    """Per-group genealogy variance (Lee & Whiteley), the number of Eves whose descendants
+    carry weight, and the fixed-lag variance (Olsson & Douc) floored by the ideal-mixing one:
+    the generations the stages have not read yet (the last L) are read from the final
+    walkers, with the final weights' own factor."""
+    log_w, eve = carry.log_w, carry.eve
+    rel_var = jax.vmap(genealogy_relative_variance)(log_w, eve, carry.num_res)
+    lf = jax.vmap(coalescence_log_factors)(log_w, carry.anc)
+    lag = carry.log_f_lag + lf[:, 0] + jnp.sum(jnp.where(carry.anc_res, lf[:, 1:], 0.0), axis=1)
+    rel_var_lag = jnp.maximum(relative_variance_from_log_factors(lag[:, None]),
+                              relative_variance_from_log_factors((carry.log_f0 + lf[:, 0])[:, None]))
     n = log_w.shape[-1]
     w = jnp.where(jnp.isfinite(log_w), 1.0, 0.0)
     mass = jax.vmap(lambda wi, e: jax.ops.segment_sum(wi, e, num_segments=n))(w, eve)
-    return rel_var, jnp.sum(mass > 0)
+    return rel_var, jnp.sum(mass > 0), rel_var_lag
 
 
 def _progress(enabled, desc, total):

@@ -30,7 +30,8 @@ Array = jax.Array
 __all__ = [
     "log_mean_exp", "normalize_log_weights", "ess", "ess_fraction", "conditional_ess",
     "systematic_resample", "multinomial_resample", "RESAMPLING_SCHEMES", "ResampleResult",
-    "resample_if", "genealogy_relative_variance",
+    "resample_if", "genealogy_relative_variance", "coalescence_log_factors",
+    "relative_variance_from_log_factors",
 ]
 
 RESAMPLING_SCHEMES = ("multinomial", "systematic")
@@ -122,6 +123,44 @@ def genealogy_relative_variance(log_w: Array, eve: Array, num_resamplings: Array
     c = jnp.exp((num_resamplings + 1.0) * jnp.log(n / (n - 1.0)))
     value = 1.0 - c * (1.0 - jnp.sum(s * s))
     return jnp.where(dead, jnp.inf, value)
+
+
+def coalescence_log_factors(log_w: Array, ancestors: Array) -> Array:
+    """Per-generation factors of the genealogy variance estimate, from weighted walkers and
+    their ancestors ``1..L`` resamplings back (the fixed-lag estimator of Olsson & Douc 2019,
+    Bernoulli 25, applied to the normalizing constant).
+
+    ``log_w`` (n,) are the walkers' current log weights; ``ancestors`` (L, n) int holds, in row
+    ``j - 1``, the index of each walker's ancestor ``j`` resamplings back. With
+    ``C_j = sum_m (sum_{i: a_j(i) = m} W_i)^2`` (``C_0 = sum W^2``) the probability that two
+    walkers drawn by weight share their lag-``j`` ancestor, the conditional coalescence at
+    generation ``j`` is ``c_j = (C_j - C_{j-1}) / (1 - C_{j-1})`` and its factor
+    ``log((n / (n - 1)) (1 - c_j))`` (returned for ``j = 0..L``, shape (L + 1,)). Under
+    neutral multinomial resampling ``c_j = 1/n`` and the factor is 0; selection raises
+    ``c_j`` and lowers it. The Lee & Whiteley estimator
+    (`genealogy_relative_variance`) is ``1 - exp(sum of all R + 1 factors)`` with every
+    generation read from the final walkers (the sum telescopes to their Eve formula); the
+    fixed-lag estimator reads generation ``s`` from the walkers ``L`` stages later instead,
+    where their genealogy has not yet collapsed: a small bias (dependence beyond ``L``
+    stages is dropped) for a variance that stays resolvable with few walkers. The
+    ``j = 0`` factor, ``log((n / (n - 1)) (1 - sum W^2))``, is never positive: the
+    ideal-mixing (perfect moves) variance of one importance-sampling step.
+    """
+    n = log_w.shape[-1]
+    dead = ~jnp.isfinite(logsumexp(log_w))
+    w = jnp.exp(normalize_log_weights(jnp.where(dead, 0.0, log_w)))
+    sums = jax.vmap(lambda a: jax.ops.segment_sum(w, a, num_segments=n))(ancestors)
+    c = jnp.concatenate([jnp.sum(w * w)[None], jnp.sum(sums * sums, axis=-1)])
+    log_free = jnp.log(jnp.clip(1.0 - c, 0.0, 1.0))   # log(1 - C_j), -inf when collapsed
+    prev = jnp.concatenate([jnp.zeros((1,), log_free.dtype), log_free[:-1]])
+    value = jnp.log(n / (n - 1.0)) + log_free - jnp.where(jnp.isfinite(prev), prev, 0.0)
+    return jnp.where(dead, -jnp.inf, value)
+
+
+def relative_variance_from_log_factors(log_factors: Array) -> Array:
+    """``1 - exp(sum of log factors)`` (last axis), the relative variance ``Var(Z_hat) / Z^2``
+    estimated from per-generation coalescence factors (`coalescence_log_factors`)."""
+    return -jnp.expm1(jnp.sum(log_factors, axis=-1))
 
 
 class ResampleResult(NamedTuple):
