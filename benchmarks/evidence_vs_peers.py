@@ -173,11 +173,17 @@ def main(argv=None):
     p.add_argument("--groups", action="store_true",
                    help="also run ours (hmc) with 16 independent groups and with systematic "
                         "resampling, to show where pooled multinomial resampling wins")
+    p.add_argument("--design", action="store_true",
+                   help="also run the design variants of issue 15's hard-mixture diagnosis: hmc "
+                        "with 2 moves a stage (4x the walkers at equal budget) and mala with "
+                        "systematic resampling")
+    p.add_argument("--steps", type=float, nargs="*", default=None,
+                   help="BlackJAX MALA step grid (default 0.01 0.03 0.1 0.2 0.3)")
     args = p.parse_args(argv)
     if args.walkers is not None and args.walkers <= 0:
         p.error("--walkers must be positive")
     seeds = args.seeds or (3 if args.quick else 16)
-    steps = [0.03, 0.1, 0.3] if args.quick else [0.01, 0.03, 0.1, 0.2, 0.3]
+    steps = args.steps or ([0.03, 0.1, 0.3] if args.quick else [0.01, 0.03, 0.1, 0.2, 0.3])
     table = {}
     for name, target in targets(args.quick).items():
         if args.targets and name not in args.targets:
@@ -210,6 +216,9 @@ def main(argv=None):
         if args.groups:
             variants += [("hmc", False, dict(num_groups=16), " 16 groups"),
                          ("hmc", False, dict(resampling="systematic"), " systematic")]
+        if args.design:
+            variants += [("hmc", False, dict(num_moves=2), " 2 moves"),
+                         ("mala", False, dict(resampling="systematic"), " systematic")]
         for method, auto, options, suffix in variants:
             if args.methods and method not in args.methods:
                 continue

@@ -41,8 +41,8 @@ from ._model_result import with_model_data
 from ._probe import PROBE_FRACTION
 from ._run import finish, move_for, schedule_for
 from ._walkers import initial_step, path_delta
-from .engine import (AnnealOutput, _Carry, _genealogy, _global_log_w, _progress, _stage,
-                     _Static, genealogy_log_z_se, group_log_z)
+from .engine import (AnnealOutput, _Carry, _genealogy, _global_log_w, _lag_init, _progress,
+                     _stage, _Static, genealogy_log_z_se, group_log_z)
 from .options import DEFAULT_METHOD, AnnealOptions, typed_key
 from .paths import tempering_path
 from .resampling import log_mean_exp
@@ -333,7 +333,8 @@ def anneal_batch(keys, state, *, move, schedule, options: AnnealOptions, log_z0:
                    tile(jnp.asarray(0.0 if betas is None else betas[0], dtype)),
                    jnp.asarray(np.log(np.asarray(step_sizes, np.float64)), dtype), keys,
                    tile(jnp.tile(jnp.arange(n_total // g, dtype=jnp.int32), (g, 1))),
-                   tile(jnp.zeros((g,), jnp.int32)))
+                   tile(jnp.zeros((g,), jnp.int32)),
+                   *(tile(a) for a in _lag_init(g, n_total // g, dtype)))
     done = np.zeros(size, bool)
     stages = np.zeros(size, int)
     errors: dict = {}
@@ -385,11 +386,12 @@ def anneal_batch(keys, state, *, move, schedule, options: AnnealOptions, log_z0:
         log_w, log_z_acc = carry.log_w[k], carry.log_z_acc[k]
         glz = to_host(group_log_z(log_w, log_z_acc)) + log_z0
         log_weights = _global_log_w(_take(carry, k)) + log_z0
-        rel_var, ancestors = to_host(_genealogy(log_w, carry.eve[k], carry.num_res[k]))
+        rel_var, ancestors, rel_var_lag = to_host(_genealogy(_take(carry, k)))
         outs.append(AnnealOutput(
             state=_take(carry.state, k), log_weights=log_weights,
             log_z=float(log_mean_exp(log_weights)), group_log_z=glz, history=history,
             increments=None, num_grads=int(np.sum(history["num_grads"])),
             group_rel_var=np.asarray(rel_var, float), log_z_se=genealogy_log_z_se(glz, rel_var),
-            num_ancestors=int(ancestors)))
+            num_ancestors=int(ancestors), group_rel_var_lag=np.asarray(rel_var_lag, float),
+            log_z_se_lag=genealogy_log_z_se(glz, rel_var_lag)))
     return outs

@@ -187,7 +187,7 @@ def _stage(carry: _Carry, beta_target, use_target, adapt_on, move, delta_fn, sta
     lf = jax.vmap(coalescence_log_factors)(log_w, carry.anc)
     log_f_lag = carry.log_f_lag + jnp.where(carry.anc_res[:, -1], lf[:, -1], 0.0)
     log_f0 = carry.log_f0 + jnp.where(res.resampled, lf[:, 0], 0.0)
-    anc = jnp.concatenate([res.indices[:, None, :], jnp.take_along_axis(
+    anc = jnp.concatenate([res.indices.astype(carry.anc.dtype)[:, None, :], jnp.take_along_axis(
         carry.anc[:, :-1, :], res.indices[:, None, :], axis=2)], axis=1)
     anc_res = jnp.concatenate([res.resampled[:, None], carry.anc_res[:, :-1]], axis=1)
     num_res = carry.num_res + res.resampled.astype(carry.num_res.dtype)
@@ -307,10 +307,7 @@ def anneal(key, state, *, delta_fn: Callable, move: Callable, schedule,
                    jnp.asarray(0.0 if betas is None else betas[0], dtype),
                    jnp.asarray(np.log(step_size), dtype), key,
                    jnp.tile(jnp.arange(n_total // g, dtype=jnp.int32), (g, 1)),
-                   jnp.zeros((g,), jnp.int32),
-                   jnp.tile(jnp.arange(n_total // g, dtype=jnp.int32), (g, GENEALOGY_LAG, 1)),
-                   jnp.zeros((g, GENEALOGY_LAG), bool), jnp.zeros((g,), dtype),
-                   jnp.zeros((g,), dtype))
+                   jnp.zeros((g,), jnp.int32), *_lag_init(g, n_total // g, dtype))
     records, extras = [], []
     bar = _progress(options.progress_bar, desc, adaptive is None and betas.size - 1)  # type: ignore[union-attr]
     stage, beta = 0, float(carry.beta)
@@ -362,6 +359,12 @@ def anneal(key, state, *, delta_fn: Callable, move: Callable, schedule,
         group_rel_var=np.asarray(rel_var, float), log_z_se=genealogy_log_z_se(glz, rel_var),
         num_ancestors=int(ancestors), group_rel_var_lag=np.asarray(rel_var_lag, float),
         log_z_se_lag=genealogy_log_z_se(glz, rel_var_lag))
+
+
+def _lag_init(g, n, dtype):
+    """The fixed-lag genealogy fields of a fresh `_Carry` (no generation passed yet)."""
+    return (jnp.tile(jnp.arange(n, dtype=jnp.int32), (g, GENEALOGY_LAG, 1)),
+            jnp.zeros((g, GENEALOGY_LAG), bool), jnp.zeros((g,), dtype), jnp.zeros((g,), dtype))
 
 
 @jax.jit
