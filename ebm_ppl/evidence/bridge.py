@@ -44,6 +44,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from numpyro import handlers
+from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
+from numpyro.infer import MCMC
+from numpyro.infer.util import potential_energy, unconstrain_fn
 
 from ..errors import check_choice, check_key, check_model_data, check_positive
 from ..persist import load_result, register, save_result
@@ -207,8 +211,6 @@ def _ess_mean(x_chains) -> float:
     """Effective sample size of the mean of ``x`` with shape (chain, draw): NumPyro's
     (Geyer's initial monotone sequence over the chains' autocorrelations, as Stan and ArviZ
     compute it; already imported, where ArviZ costs seconds to import)."""
-    from numpyro.diagnostics import effective_sample_size
-
     x = np.asarray(x_chains, float)
     if np.var(x) == 0:
         return float(x.size)
@@ -244,8 +246,6 @@ def posterior_draws(posterior) -> dict:
     """Draws as ``{site: array (chain, draw, ...)}`` from a ``numpyro.infer.MCMC`` after
     ``run``, an ArviZ / xarray ``DataTree`` with a ``posterior`` group, a netCDF file holding
     one, an ``xarray.Dataset`` with ``chain`` and ``draw`` dimensions, or such a dict."""
-    from numpyro.infer import MCMC
-
     if isinstance(posterior, MCMC):
         try:
             samples = posterior.get_samples(group_by_chain=True)
@@ -300,8 +300,6 @@ def _probe_model(model, model_args, model_kwargs, key) -> dict:
     """The latent sites of the model, ``{name: ShapeDtypeStruct}``, from one abstract trace
     (``jax.eval_shape``: nothing is compiled or run, which keeps the first call fast).
     Discrete latent sites are refused by name."""
-    from numpyro import handlers
-
     found = {}
 
     def probe(k):
@@ -377,16 +375,12 @@ def _cholesky(cov):
 def _unconstrain(model, args, kwargs, layout, params):
     """Constrained draws -> flat unconstrained vectors, by NumPyro's own transforms (supports
     that depend on other sites included)."""
-    from numpyro.infer.util import unconstrain_fn
-
     u = unconstrain_fn(model, args, kwargs, params)
     return jnp.concatenate([jnp.reshape(u[n], (-1,)) for n, *_ in layout])
 
 
 def _log_joint(model, args, kwargs, layout, x):
     """``log q`` = -(NumPyro's potential energy) = log prior + log likelihood + log|J|."""
-    from numpyro.infer.util import potential_energy
-
     u = {n: jnp.reshape(x[o:o + k], shape) for n, o, k, shape in layout}
     return -potential_energy(model, args, kwargs, u)
 
@@ -468,7 +462,6 @@ def bridge_sampling(posterior, model, *model_args, key, method: str = "normal",
     draws = posterior_draws(posterior)
     shapes = _probe_model(model, model_args, model_kwargs, key)
     names = sorted(shapes)
-    from numpyro.infer.util import unconstrain_fn
 
     u_shapes = jax.eval_shape(lambda p: unconstrain_fn(model, model_args, model_kwargs, p),
                               shapes)
@@ -517,7 +510,6 @@ def bridge_sampling(posterior, model, *model_args, key, method: str = "normal",
     if not np.any(np.isfinite(l1)):
         raise ValueError("the model's density is not finite at any posterior draw: are the "
                          "draws from this model and these data?")
-    from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
 
     ess_coords = np.atleast_1d(effective_sample_size(bridge))
     ess_draws = float(np.clip(np.nanmedian(ess_coords), 1.0, n1))

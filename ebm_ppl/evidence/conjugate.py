@@ -14,7 +14,10 @@ from __future__ import annotations
 
 from math import lgamma
 
+import jax.numpy as jnp
 import numpy as np
+import numpyro
+import numpyro.distributions as dist
 
 __all__ = ["nig_regression", "nig_log_evidence", "beta_binomial", "beta_binomial_log_evidence",
            "NIG_PRIOR", "BETA_PRIOR"]
@@ -26,10 +29,6 @@ BETA_PRIOR = dict(a=2.0, b=3.0)
 def nig_regression(X, y=None, a0: float = NIG_PRIOR["a0"], b0: float = NIG_PRIOR["b0"],
                    v0: float = NIG_PRIOR["v0"]):
     """Linear regression with unknown noise and the conjugate normal-inverse-gamma prior."""
-    import jax.numpy as jnp
-    import numpyro
-    import numpyro.distributions as dist
-
     s2 = numpyro.sample("sigma2", dist.InverseGamma(a0, b0))
     w = numpyro.sample("w", dist.Normal(0.0, jnp.sqrt(s2 * v0)).expand([X.shape[1]]).to_event(1))
     numpyro.sample("y", dist.Normal(X @ w, jnp.sqrt(s2)), obs=y)
@@ -51,9 +50,6 @@ def nig_log_evidence(X, y, a0: float = NIG_PRIOR["a0"], b0: float = NIG_PRIOR["b
 
 def beta_binomial(n_trials, k=None, a: float = BETA_PRIOR["a"], b: float = BETA_PRIOR["b"]):
     """Successes ``k`` out of ``n_trials`` with a common probability ``p ~ Beta(a, b)``."""
-    import numpyro
-    import numpyro.distributions as dist
-
     p = numpyro.sample("p", dist.Beta(a, b))
     numpyro.sample("k", dist.Binomial(n_trials, p), obs=k)
 

@@ -51,6 +51,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.tree_util import Partial
+from tqdm.auto import tqdm
 
 from ..compilation import compiled_postfix
 from ..errors import SamplingDivergedError
@@ -388,7 +389,6 @@ def _genealogy(carry):
 def _progress(enabled, desc, total):
     if not enabled:
         return None
-    from tqdm.auto import tqdm
 
     if total:
         return tqdm(total=int(total), desc=desc, leave=False)

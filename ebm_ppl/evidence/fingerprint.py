@@ -13,6 +13,7 @@ import hashlib
 
 import jax
 import numpy as np
+from numpyro import handlers
 
 __all__ = ["observed_fingerprint"]
 
@@ -31,8 +32,6 @@ def _digest(value) -> str | None:
 
 
 def _observed_values(model, model_args, model_kwargs, abstract: bool) -> list:
-    from numpyro import handlers
-
     values = []
 
     def run(key):

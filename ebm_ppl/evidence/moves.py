@@ -38,6 +38,8 @@ import functools
 import jax
 import jax.numpy as jnp
 from jax.tree_util import Partial
+from numpyro.infer.hmc import HMCState, hmc
+from numpyro.infer.util import ParamInfo
 
 from ..kernels import MAX_DELTA_ENERGY, LangevinState, langevin_log_ratio
 from .engine import MoveInfo
@@ -176,9 +178,6 @@ def _nuts_potential(beta, path):
 
 @functools.lru_cache(maxsize=None)
 def _nuts_kernel(max_tree_depth: int, dim: int, dtype: str):
-    from numpyro.infer.hmc import hmc
-    from numpyro.infer.util import ParamInfo
-
     init_kernel, sample_kernel = hmc(potential_fn_gen=_nuts_potential, algo="NUTS")
     zero = jnp.zeros(dim, dtype)
     template = init_kernel(ParamInfo(zero, jnp.zeros((), dtype), zero), num_warmup=0,
@@ -189,8 +188,6 @@ def _nuts_kernel(max_tree_depth: int, dim: int, dtype: str):
 
 
 def _nuts_one(max_tree_depth, path, key, st, beta, h, s):
-    from numpyro.infer.hmc import HMCState
-
     sample_kernel, template = _nuts_kernel(max_tree_depth, st.position.shape[-1],
                                            str(st.position.dtype))
     adapt = template.adapt_state._replace(

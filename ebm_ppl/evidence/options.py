@@ -19,7 +19,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from ..errors import check_choice, check_positive
+from ..errors import check_choice, check_key, check_positive
 from .resampling import RESAMPLING_SCHEMES
 from .schedules import Adaptive, as_schedule
 
@@ -205,8 +205,6 @@ class AnnealOptions:
 
 def typed_key(key):
     """A new-style typed key from a typed key or raw uint32 key data (validated)."""
-    from ..errors import check_key
-
     key = check_key(key)
     if not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
         key = jax.random.wrap_key_data(key)

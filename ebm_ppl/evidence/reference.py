@@ -30,6 +30,10 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro.distributions as dist
+import optax
+from jax.scipy.special import logsumexp
+from numpyro.distributions import constraints
 
 from ..energy import Energy
 
@@ -40,10 +44,6 @@ __all__ = ["auto_reference", "find_modes", "fit_gaussian_mixture", "pilot_refere
 
 @functools.lru_cache(maxsize=None)
 def _mixture_class():
-    import numpyro.distributions as dist
-    from jax.scipy.special import logsumexp
-    from numpyro.distributions import constraints
-
     class GaussianMixtureReference(dist.Distribution):
         """sum_k w_k N(m_k, C_k) on R^d with precomputed inverse Cholesky factors, so that
         ``log_prob`` is matrix-vector products (NumPyro's MultivariateNormal solves a
@@ -92,8 +92,6 @@ def _converged(value, grad):
 def _lbfgs_many(potential_fn, starts, max_iter):
     """L-BFGS from every start at once, until all have converged or ``max_iter`` iterations;
     a converged start is frozen. Returns end points, values, gradient norms, iterations."""
-    import optax
-
     opt = optax.lbfgs()
     value_and_grad = optax.value_and_grad_from_state(potential_fn)
 

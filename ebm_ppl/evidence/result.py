@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpyro.infer import log_likelihood
 
+from ..diagnostics.summary import weighted_datatree
 from ..persist import load_result, register, save_result
 
 from ..weights import ess_fraction, normalize_log_weights
@@ -188,8 +191,6 @@ class EvidenceResult:
         ``weight`` (``ep.diagnostics.summary`` of the tree reads it); ``log_likelihood``
         (results of [`log_evidence`][ebm_ppl.log_evidence]) the pointwise log-likelihood at the
         resampled draws. log Z, the schedule and the stage ESS go in the attributes."""
-        from ..diagnostics.summary import weighted_datatree
-
         attrs = dict(log_z=self.log_z, log_z_se=self.log_z_se, log_z_err=self.total_error,
                      method=self.method,
                      num_gradient_evals=int(self.num_gradient_evals),
@@ -210,10 +211,6 @@ class EvidenceResult:
 def with_log_likelihood(result: EvidenceResult, model, model_args=(), model_kwargs=None):
     """``result`` with the pointwise log-likelihood of ``model``'s observed sites at its
     (constrained) walkers, for ``to_arviz()``'s ``log_likelihood`` group (``az.loo``)."""
-    import dataclasses
-
-    from numpyro.infer import log_likelihood
-
     if not isinstance(result.samples, dict):
         return result
     try:

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax import lax
+from tqdm.auto import tqdm
 
 from ..compilation import CompileClock, compiled_postfix
 from ..errors import SamplingDivergedError
@@ -179,8 +180,6 @@ def train(energy_fn: Callable, params, data, *, key, estimator: Estimator | str 
 
 def _loop(run_chunk, carry, history, it, num_iterations, chunk, data, key, method,
           checkpoint_dir, checkpoint_every, fingerprint, info, progress_bar, callback):
-    from tqdm.auto import tqdm
-
     parts = [history] if history else []
     last_saved = it
 
