@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
+from numpyro import handlers
 from numpyro.infer.hmc_util import build_adaptation_schedule, dual_averaging, warmup_adapter
 from numpyro.infer.mcmc import MCMCKernel
 from numpyro.infer.util import initialize_model, init_to_uniform
@@ -112,8 +113,6 @@ def _check_rng_key(rng_key):
 
 def _check_continuous_model(model, model_args, model_kwargs, key):
     """Discrete latent sites cannot be moved by gradient or random-walk kernels: say so."""
-    import numpyro.handlers as handlers
-
     try:
         trace = handlers.trace(handlers.seed(model, key)).get_trace(*model_args, **model_kwargs)
     except Exception:  # noqa: BLE001 - initialize_model reports model errors with context

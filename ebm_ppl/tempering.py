@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.infer.hmc_util import dual_averaging
 from numpyro.infer.util import init_to_uniform
+from tqdm.auto import tqdm
 
 from .errors import check_finite_array, check_key, check_positive
 from .mcmc import MALA, RWMH, ULA, PureKernelSampler
@@ -411,7 +412,6 @@ def parallel_tempering(potential_fn, init_position, *, key, kernel="mala", betas
     sizes = _chunk_sizes(warm_draws, num_samples, progress_bar)
     bar = None
     if progress_bar:
-        from tqdm.auto import tqdm
         bar = tqdm(total=(warm_draws + num_samples) * thinning, desc=f"PT {name} x{r}")
     outs, done = [], 0
     for size in sizes:

@@ -5,6 +5,8 @@ State carries only what the next step needs (position, energy, gradient); ``info
 diagnostics. Each gradient kernel costs exactly one ``value_and_grad`` per step.
 """
 
+import warnings
+
 from .langevin import (
     MAX_DELTA_ENERGY,
     LangevinState,
@@ -28,8 +30,6 @@ __all__ = [
 
 def __getattr__(name):
     if name == "MoveInfo":  # renamed: the evidence engine's MoveInfo is a different class
-        import warnings
-
         warnings.warn("ebm_ppl.kernels.MoveInfo is now ebm_ppl.kernels.StepInfo (the per-step "
                       "info of a kernel); ebm_ppl.evidence.MoveInfo is the annealing moves' info",
                       DeprecationWarning, stacklevel=2)

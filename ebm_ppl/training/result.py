@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from ..diagnostics.summary import WEIGHTED_GROUP, weighted_datatree
 from ..persist import load_result, register, save_result
-
 from ..sharding import to_host
 from ..weights import log_mean_exp
 
@@ -109,8 +109,6 @@ class TrainResult:
         lw = None if self.log_weights is None else np.asarray(self.log_weights, float)
         if (self.walkers is not None and lw is not None and lw.ndim == 1
                 and np.any(np.isfinite(lw)) and not np.any(np.isnan(lw) | (lw == np.inf))):
-            from ..diagnostics.summary import WEIGHTED_GROUP, weighted_datatree
-
             walkers = np.asarray(self.walkers)
             weighted = weighted_datatree(walkers.reshape(walkers.shape[0], -1), lw)
             for name in ("posterior", WEIGHTED_GROUP):

@@ -24,6 +24,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpyro.distributions as dist
 import optax
 
 from .sampling import EstimatorFns, rows
@@ -108,8 +109,6 @@ def sliced_score_matching(energy_fn, data, *, num_projections: int = 1) -> Estim
 def default_noise(data):
     """NCE's default noise: a Gaussian with the data's mean and twice its covariance (wider
     than the data, so the classifier has signal wherever the data lives)."""
-    import numpyro.distributions as dist
-
     d = data.shape[1]
     centered = data - data.mean(0)
     cov = 2.0 * centered.T @ centered / (data.shape[0] - 1) + 1e-9 * jnp.eye(d, dtype=data.dtype)
