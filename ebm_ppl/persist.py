@@ -14,7 +14,8 @@ by ``ebm-ppl evidence --netcdf``),
 * root attribute ``ebm_ppl_spec``: JSON describing every field (numbers are written with
   ``repr``, which round-trips float64 exactly; nested dicts, lists, tuples and NamedTuples
   such as optax states keep their structure), ``ebm_ppl_format``, the class and version, and
-  ``ebm_ppl_sha256``, a checksum of the arrays that loading verifies (HDF5 does not).
+  ``ebm_ppl_sha256``, a checksum of the format, spec and arrays that loading verifies (HDF5
+  does not).
 
 Nothing is pickled, so loading a file cannot run code. What cannot be written as data (an
 evidence result's ``reference`` distribution object) is stored as its description string.
@@ -178,10 +179,11 @@ def register(cls: type) -> type:
     return cls
 
 
-def _digest(arrays: dict) -> str:
-    """SHA-256 of every array (name, dtype, shape and bytes, in name order): HDF5 does not
-    checksum its data, so a flipped bit would otherwise load silently."""
-    h = hashlib.sha256()
+def _digest(arrays: dict, header: str = "") -> str:
+    """SHA-256 of ``header`` (the format and the JSON field spec) and every array (name,
+    dtype, shape and bytes, in name order): HDF5 does not checksum its data, so a flipped bit
+    would otherwise load silently."""
+    h = hashlib.sha256(header.encode())
     for name in sorted(arrays):
         a = np.ascontiguousarray(arrays[name])
         h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
@@ -205,8 +207,9 @@ def save_result(result, path, *, arviz_tree=None, as_text=("reference",)):
     groups = {} if arviz_tree is None else {
         node.path: node.to_dataset() for node in arviz_tree.subtree if node.path != "/"}
     root_attrs = {} if arviz_tree is None else dict(arviz_tree.attrs)
-    root_attrs.update(ebm_ppl_format=fmt, ebm_ppl_spec=json.dumps(fields),
-                      ebm_ppl_sha256=_digest(arrays))
+    spec = json.dumps(fields)
+    root_attrs.update(ebm_ppl_format=fmt, ebm_ppl_spec=spec,
+                      ebm_ppl_sha256=_digest(arrays, f"{fmt}\n{spec}"))
     groups["/"] = xr.Dataset(attrs=root_attrs)
     groups[f"/{_ARRAYS}"] = xr.Dataset(data)
     tree = xr.DataTree.from_dict(groups)
@@ -236,8 +239,10 @@ def _read(path) -> tuple[str | None, dict | None, dict | None]:
     except (OSError, ValueError, KeyError) as err:
         raise ValueError(f"path {str(path)!r} is not a readable netCDF file (corrupt or "
                          f"truncated?): {type(err).__name__}: {err}") from None
-    if digest is not None and arrays is not None and _digest(arrays) != digest:
-        raise ValueError(f"path {str(path)!r} is corrupt: its arrays do not match the SHA-256 "
+    # (files of the first release with a checksum hashed the arrays only)
+    if digest is not None and arrays is not None and digest not in (
+            _digest(arrays, f"{fmt}\n{spec}"), _digest(arrays)):
+        raise ValueError(f"path {str(path)!r} is corrupt: its contents do not match the SHA-256 "
                          "written with them")
     return fmt, fields, arrays
 

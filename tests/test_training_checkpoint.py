@@ -159,6 +159,19 @@ def test_an_interrupted_save_leaves_the_previous_checkpoint_intact(tmp_path, mon
     _same_carry(carry, back)
 
 
+def test_a_changed_number_in_the_field_spec_is_caught(tmp_path):
+    """The JSON spec (iteration, fingerprint, ...) is covered by the checksum too: a flipped
+    digit there would otherwise load as another, valid-looking checkpoint."""
+    ckpt_mod.save(tmp_path, 20, _carry(), HISTORY, FINGERPRINT, {})
+    path = tmp_path / "checkpoint.nc"
+    raw = path.read_bytes()
+    at = raw.find(b'"iteration": 20')
+    assert at > 0
+    path.write_bytes(raw.replace(b'"iteration": 20', b'"iteration": 21', 1))
+    with pytest.raises(CheckpointError, match="do not match the SHA-256"):
+        ckpt_mod.load(tmp_path, jax.eval_shape(_carry), FINGERPRINT)
+
+
 def _write_npz_checkpoint(directory, iteration, carry, history, fingerprint, extra):
     """The npz + JSON layout of earlier releases, as their ``checkpoint.save`` wrote it."""
     leaves = jax.tree.leaves(carry)

@@ -5,7 +5,7 @@ A checkpoint directory holds one file, ``checkpoint.nc``: a
 carry, its pytree structure as leaf paths with shapes and dtypes, the history so far, a
 fingerprint of the run configuration and run metadata) written by
 [`ebm_ppl.persist.save_result`][ebm_ppl.persist.save_result], the serialization layer of
-results: netCDF with a SHA-256 of the arrays, nothing pickled, written to a temporary name,
+results: netCDF with a SHA-256 of its contents, nothing pickled, written to a temporary name,
 fsync-ed and moved into place, so a crash at any moment leaves the previous checkpoint whole,
 and [`ebm_ppl.persist.load`][ebm_ppl.persist.load] reads it like any result file.
 
