@@ -382,13 +382,19 @@ def _model_structure(model, key, model_args, model_kwargs, treedef, static, data
     from numpyro import handlers
     from numpyro.infer.util import initialize_model
 
-    try:  # find discrete latent sites first: initialize_model would try to enumerate them
+    discrete = []
+
+    def latent_discrete(k):  # traced abstractly (jax.eval_shape): no program is compiled
         with handlers.block():
-            first = handlers.trace(handlers.seed(model, key)).get_trace(*model_args, **model_kwargs)
+            tr = handlers.trace(handlers.seed(model, k)).get_trace(*model_args, **model_kwargs)
+        discrete.extend(n for n, s in tr.items() if s["type"] == "sample"
+                        and not s["is_observed"] and s["fn"].support.is_discrete)
+        return 0
+
+    try:  # find discrete latent sites first: initialize_model would try to enumerate them
+        jax.eval_shape(latent_discrete, key)
     except Exception:  # noqa: BLE001 -- initialize_model below reports the model's own error
-        first = {}
-    discrete = [n for n, s in first.items() if s["type"] == "sample" and not s["is_observed"]
-                and s["fn"].support.is_discrete]
+        discrete = []
     if discrete:
         raise ValueError(f"discrete latent sites are not supported: {discrete}")
     try:
