@@ -12,7 +12,9 @@ regenerates them, and says so in its commit:
 The file ``tests/golden_values.json`` was written on the code of main at 95a8fe7 (before the
 issue-13 refactor), on CPU with 4 fake host devices (``conftest.py``) and jax_enable_x64; its
 four annealing evidence entries were regenerated at 328de93, when pooled multinomial
-resampling became the default (by design); the spin and training entries are the originals.
+resampling became the default (by design), and their ``log_z_se`` again at 79ad05e (the fixed-lag
+fallback when the genealogy collapsed: one of them was 0.0); the spin and training entries are
+the originals.
 """
 
 from __future__ import annotations
