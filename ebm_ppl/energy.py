@@ -351,12 +351,13 @@ def energy_from_model(model: Callable, *model_args, key=None, name: str | None =
     """
     if not callable(model):
         raise ValueError(f"model must be a callable NumPyro model, got {type(model).__name__}")
-    key = jax.random.key(0) if key is None else check_key(key)
-    check_model_data(model_args, model_kwargs)
+    key = None if key is None else check_key(key)
+    check_model_data(model_args, model_kwargs)  # before anything compiles, even the key
     treedef, static, data_index, data = _split_data(model_args, model_kwargs)
     cache_key = _structure_key(model, treedef, static, data)
     structure = _STRUCTURES.get(cache_key) if cache_key is not None else None
     if structure is None:
+        key = jax.random.key(0) if key is None else key
         structure = _model_structure(model, key, model_args, model_kwargs, treedef, static,
                                      data_index)
         if cache_key is not None:
