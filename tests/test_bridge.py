@@ -168,6 +168,8 @@ def _eight_schools(model):
     return br
 
 
+@pytest.mark.slow  # ~30 s: NUTS + bridge + a 1024-walker annealing run; bridge accuracy is
+# checked in the default run on the closed-form NIG regression and beta-binomial
 def test_eight_schools_noncentered_bridge_vs_annealing_vs_quadrature():
     br = _eight_schools(eight_schools_noncentered)
     assert abs(br.log_z - eight_schools_exact_log_evidence()) < 0.05 and br.reliable

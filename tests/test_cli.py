@@ -56,7 +56,7 @@ def test_demo_quick_writes_figures(tmp_path):
     assert "log Bayes factor" in proc.stdout and "r_hat" in proc.stdout
 
 
-@pytest.mark.parametrize("data_name", ["data.csv", "data.npz"])
+@pytest.mark.parametrize("data_name", ["data.csv", pytest.param("data.npz", marks=pytest.mark.slow)])
 def test_evidence_command_matches_closed_form(model_and_data, data_name, tmp_path):
     folder, exact = model_and_data
     out = tmp_path / "result.nc"

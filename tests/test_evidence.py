@@ -41,7 +41,7 @@ def gauss10():
     return t
 
 
-@pytest.mark.parametrize("method", ["jarzynski", "mala"])
+@pytest.mark.parametrize("method", [pytest.param("jarzynski", marks=pytest.mark.slow), "mala"])
 def test_gaussian_d10_kappa100_default_reference(gauss10, method):
     res = ep.log_partition(gauss10, key=jax.random.key(1), method=method, num_walkers=2048,
                            progress_bar=False)
@@ -63,6 +63,7 @@ def test_jarzynski_is_exact_along_a_long_path(gauss10):
 
 # -- 2. Neal's funnel, d = 10 -------------------------------------------------------------------
 
+@pytest.mark.slow  # the slow-settings funnel; the default-settings funnel below stays in the default run
 def test_funnel_d10():
     t = ep.targets.funnel(10)
     assert np.isclose(t.log_z, 10.287997620715)

@@ -186,6 +186,7 @@ def test_fallback_se_matches_the_spread_of_100_small_runs():
 
 # -- end to end ------------------------------------------------------------------------------
 
+@pytest.mark.slow  # ~20 s; pooled log_partition against exact values is also pinned by the golden values
 def test_pooled_log_partition_against_exact_and_groups_are_exact_too():
     import numpyro.distributions as dist
 
