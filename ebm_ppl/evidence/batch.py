@@ -41,11 +41,9 @@ from ._model_result import with_model_data
 from ._probe import PROBE_FRACTION
 from ._run import finish, move_for, schedule_for
 from ._walkers import initial_step, path_delta
-from .engine import (AnnealOutput, _Carry, _genealogy, _global_log_w, _lag_init, _progress,
-                     _stage, _Static, genealogy_log_z_se, group_log_z)
+from .engine import _Carry, _lag_init, _progress, _stage, _Static, all_walkers_died, anneal_output
 from .options import DEFAULT_METHOD, AnnealOptions, typed_key
 from .paths import tempering_path
-from .resampling import log_mean_exp
 from .schedules import Adaptive
 
 __all__ = ["log_evidence_batch", "EvidenceBatch", "BATCH_METHODS"]
@@ -357,12 +355,8 @@ def anneal_batch(keys, state, *, move, schedule, options: AnnealOptions, log_z0:
             stages[running] = stage
             dead = running & (np.asarray(rec["alive"]) == 0)
             for k in np.flatnonzero(dead).tolist():
-                deaths = int(sum(int(r["num_dead"][k]) for r in records))
-                errors[int(k)] = SamplingDivergedError(
-                    f"every walker died by stage {stage} (beta={float(rec['beta'][k]):.4g}; "
-                    f"{deaths} deaths): the energy or its gradient became non-finite where the "
-                    "walkers went, or their moves diverged (log weight increment below -1000); "
-                    "try a smaller step_size")
+                errors[int(k)] = all_walkers_died(stage, float(rec["beta"][k]),
+                                                  sum(int(r["num_dead"][k]) for r in records))
             finished = (np.asarray(rec["beta"]) >= 1.0) if betas is None else \
                 np.full(size, stage == betas.size - 1)
             done = done | dead | (running & finished)
@@ -383,15 +377,5 @@ def anneal_batch(keys, state, *, move, schedule, options: AnnealOptions, log_z0:
             continue
         history = {name: np.stack([np.asarray(r[name][k]) for r in records[:stages[k]]])
                    for name in records[0]}
-        log_w, log_z_acc = carry.log_w[k], carry.log_z_acc[k]
-        glz = to_host(group_log_z(log_w, log_z_acc)) + log_z0
-        log_weights = _global_log_w(_take(carry, k)) + log_z0
-        rel_var, ancestors, rel_var_lag = to_host(_genealogy(_take(carry, k)))
-        outs.append(AnnealOutput(
-            state=_take(carry.state, k), log_weights=log_weights,
-            log_z=float(log_mean_exp(log_weights)), group_log_z=glz, history=history,
-            increments=None, num_grads=int(np.sum(history["num_grads"])),
-            group_rel_var=np.asarray(rel_var, float), log_z_se=genealogy_log_z_se(glz, rel_var),
-            num_ancestors=int(ancestors), group_rel_var_lag=np.asarray(rel_var_lag, float),
-            log_z_se_lag=genealogy_log_z_se(glz, rel_var_lag)))
+        outs.append(anneal_output(_take(carry, k), history, log_z0))
     return outs

@@ -331,11 +331,7 @@ def anneal(key, state, *, delta_fn: Callable, move: Callable, schedule,
                 extras.append(to_host(extra))  # on the host: O(N) per stage, asked for
             stage, beta = stage + 1, float(rec["beta"])
             if int(rec["alive"]) == 0:
-                raise SamplingDivergedError(
-                    f"every walker died by stage {stage} (beta={beta:.4g}; "
-                    f"{int(sum(int(r['num_dead']) for r in records))} deaths): the energy or its "
-                    "gradient became non-finite where the walkers went, or their moves diverged "
-                    "(log weight increment below -1000); try a smaller step_size")
+                raise all_walkers_died(stage, beta, sum(int(r["num_dead"]) for r in records))
             if bar is not None:
                 bar.update(1 if adaptive is None else 0)
                 if adaptive is not None:
@@ -349,14 +345,28 @@ def anneal(key, state, *, delta_fn: Callable, move: Callable, schedule,
             bar.close()
     history = {k: np.stack([np.asarray(r[k]) for r in records]) for k in records[0]} if records \
         else {}
+    return anneal_output(carry, history, log_z0, extras if record_increments else None)
+
+
+def all_walkers_died(stage: int, beta: float, deaths: int) -> SamplingDivergedError:
+    """The error of a run whose walkers' weights all vanished (`anneal` and the batched runs)."""
+    return SamplingDivergedError(
+        f"every walker died by stage {stage} (beta={beta:.4g}; {deaths} deaths): the energy or "
+        "its gradient became non-finite where the walkers went, or their moves diverged (log "
+        "weight increment below -1000); try a smaller step_size")
+
+
+def anneal_output(carry: _Carry, history: dict, log_z0, increments=None) -> AnnealOutput:
+    """A finished run's result from its final carry and per-stage history: eq. 104's log Z
+    from the final weights, per-group log Z and the genealogy variances (`anneal` and the
+    batched runs)."""
     glz, log_weights, log_z = _final_weights(carry.log_w, carry.log_z_acc, log_z0)
     glz = to_host(glz)
     rel_var, ancestors, rel_var_lag = to_host(_genealogy(carry))
     return AnnealOutput(
         state=carry.state, log_weights=log_weights,
-        log_z=float(log_z), group_log_z=glz, history=history,
-        increments=extras if record_increments else None,
-        num_grads=int(sum(float(r["num_grads"]) for r in records)),
+        log_z=float(log_z), group_log_z=glz, history=history, increments=increments,
+        num_grads=int(np.sum(history["num_grads"])) if history else 0,
         group_rel_var=np.asarray(rel_var, float), log_z_se=genealogy_log_z_se(glz, rel_var),
         num_ancestors=int(ancestors), group_rel_var_lag=np.asarray(rel_var_lag, float),
         log_z_se_lag=genealogy_log_z_se(glz, rel_var_lag))
