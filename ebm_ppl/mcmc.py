@@ -175,6 +175,20 @@ def _block_mask(blocks, example):
     return mask
 
 
+def _metric_updated(num_warmup):
+    """``(t, window) -> bool``: whether warmup step ``t`` ends a middle window of NumPyro's
+    schedule (``build_adaptation_schedule``), i.e. whether its adapter updates the mass
+    matrix there."""
+    schedule = build_adaptation_schedule(num_warmup)
+    num_windows = len(schedule)
+    window_ends = jnp.asarray([w.end for w in schedule])
+
+    def updated(t, window):
+        return (t == window_ends[window]) & (window > 0) & (window < num_windows - 1)
+
+    return updated
+
+
 def _block_diagonal_mass(wa_update, num_warmup, mask):
     """NumPyro's list-of-sites ``dense_mass``: its adapter runs dense (a full Welford estimate,
     whose entries within a block are exactly the block's sample covariances) and, at each
@@ -182,15 +196,12 @@ def _block_diagonal_mass(wa_update, num_warmup, mask):
     (NumPyro's ``_initialize_mass_matrix``, via [`make_metric`][ebm_ppl.kernels.metric.make_metric]).
     The regularization NumPyro applies is elementwise, so the result is NumPyro's block
     estimate."""
-    schedule = build_adaptation_schedule(num_warmup)
-    num_windows = len(schedule)
-    window_ends = jnp.asarray([w.end for w in schedule])
+    metric_updated = _metric_updated(num_warmup)
     mask_j = jnp.asarray(mask)
 
     def update(t, accept_prob, z_info, state):
         new = wa_update(t, accept_prob, z_info, state)
-        window = state.window_idx
-        updated = (t == window_ends[window]) & (window > 0) & (window < num_windows - 1)
+        updated = metric_updated(t, state.window_idx)
 
         def to_blocks(a):
             metric = make_metric(jnp.where(mask_j, a.inverse_mass_matrix, 0.0), dense=True)
@@ -556,9 +567,8 @@ def _steadier_step_adaptation(wa_update, num_warmup, target_accept_prob):
     iterates); warmup still ends on the window's averaged step, as in NumPyro. Mass-matrix
     adaptation and the window schedule are NumPyro's, unchanged.
     """
-    schedule = build_adaptation_schedule(num_warmup)
-    num_windows = len(schedule)
-    window_ends = jnp.asarray([w.end for w in schedule])
+    num_windows = len(build_adaptation_schedule(num_warmup))
+    metric_updated = _metric_updated(num_warmup)
     ss_init, ss_update = dual_averaging()
     _, ss_update_final = dual_averaging(t0=FINAL_WINDOW_T0)
     # with a single window (warmup < 20) there is no earlier step to refine: NumPyro's t0
@@ -575,7 +585,7 @@ def _steadier_step_adaptation(wa_update, num_warmup, target_accept_prob):
                               ss_final, ss)
         log_step = jnp.where(t == num_warmup - 1, ss[1], ss[0])
         # at the end of a middle window the metric changes: restart at the averaged step
-        restart = (t == window_ends[window]) & (window > 0) & (window < num_windows - 1)
+        restart = metric_updated(t, window)
         fresh = ss_init(ss[1])
         ss = jax.tree.map(lambda a, b: jnp.where(restart, a, b), fresh, ss)
         log_step = jnp.where(restart, fresh[4], log_step)
