@@ -90,7 +90,7 @@ def _check_scalar_energy(value, where: str, name: str = "potential_fn"):
     dtype = jnp.result_type(value)
     if not jnp.issubdtype(dtype, jnp.floating):
         raise ValueError(f"{name} must return a float, but returned dtype {dtype} at {where}")
-    if not bool(jnp.isfinite(value)):
+    if not np.isfinite(float(value)):  # on the host: no program to compile
         raise ValueError(f"{name} is not finite ({float(value)}) at {where}")
 
 
@@ -232,24 +232,18 @@ class _ModelStructure:
     set of the same shapes (as NumPyro's ``dynamic_args``/``jit_model_args``). The bound
     methods are stable objects: cache keys of compiled stages."""
 
-    def __init__(self, model, treedef, static, data_index, init_info, potential_gen,
-                 postprocess_gen, latent, observed):
+    def __init__(self, model, treedef, static, data_index, init: _Initialization, observed):
         self.model, self.treedef, self.static = model, treedef, dict(static)
-        self.data_index, self.num_leaves = tuple(data_index), len(static) + len(data_index)
-        self.potential_gen, self.postprocess_gen = potential_gen, postprocess_gen
-        self.flat0, self.unravel_dict = ravel_pytree(init_info.z)
-        self.site_names = tuple(init_info.z)
-        self.transforms = {n: _biject_to(latent[n]["fn"].support) for n in init_info.z}
+        self.data_index = tuple(data_index)
+        self.potential_gen, self.postprocess_gen = init.potential_gen, init.postprocess_gen
+        self.flat0, self.unravel_dict = init.flat0, init.unravel
+        self.site_names = init.site_names
+        self.transforms = {n: _biject_to(init.supports[n]) for n in self.site_names}
         self.observed = tuple(observed)
         self.checked_potential = jax.jit(self.numpyro_potential)
 
     def args(self, data):
-        leaves = [None] * self.num_leaves
-        for i, v in self.static.items():
-            leaves[i] = v
-        for i, v in zip(self.data_index, data):
-            leaves[i] = v
-        return jax.tree.unflatten(self.treedef, leaves)
+        return _model_args(self.treedef, self.static, self.data_index, data)
 
     def numpyro_potential(self, z, data):
         """NumPyro's own potential energy (with its support checks of the data)."""
@@ -318,6 +312,16 @@ _STRUCTURES: OrderedDict = OrderedDict()
 MAX_CACHED_MODELS = 64
 
 
+def _model_args(treedef, static: dict, data_index, data):
+    """The model's ``(args, kwargs)`` from its non-array leaves and its arrays ``data``."""
+    leaves = [None] * (len(static) + len(data_index))
+    for i, v in static.items():
+        leaves[i] = v
+    for i, v in zip(data_index, data):
+        leaves[i] = v
+    return jax.tree.unflatten(treedef, leaves)
+
+
 def _split_data(model_args, model_kwargs):
     """The model's arguments as (treedef, non-array leaves by position, array leaves)."""
     leaves, treedef = jax.tree.flatten((tuple(model_args), dict(model_kwargs)))
@@ -359,7 +363,7 @@ def energy_from_model(model: Callable, *model_args, key=None, name: str | None =
     if structure is None:
         key = jax.random.key(0) if key is None else key
         structure = _model_structure(model, key, model_args, model_kwargs, treedef, static,
-                                     data_index)
+                                     data_index, data)
         if cache_key is not None:
             _STRUCTURES[cache_key] = structure
             while len(_STRUCTURES) > MAX_CACHED_MODELS:
@@ -378,10 +382,104 @@ def energy_from_model(model: Callable, *model_args, key=None, name: str | None =
         site_names=structure.site_names, structure=structure, data=data)
 
 
-def _model_structure(model, key, model_args, model_kwargs, treedef, static, data_index):
-    """Run the model once (concrete) to learn its sites; errors name what went wrong."""
-    from numpyro import handlers
+@dataclass(frozen=True)
+class _Initialization:
+    """What `_ModelStructure` keeps of NumPyro's ``initialize_model``: its potential and
+    postprocess generators, the initial point (flat, and the map back to the sites' dict),
+    the latent sites in the model's order with their supports."""
+
+    potential_gen: Callable
+    postprocess_gen: Callable
+    flat0: Array
+    unravel: Callable
+    site_names: tuple
+    supports: dict
+
+
+def _holds_tracer(obj, depth: int = 12) -> bool:
+    """Whether ``obj`` (NumPyro's handlers, generators, transforms and constraints, through
+    partials and containers) holds a JAX tracer. User objects (the model itself, its
+    closures) are not entered: they existed before the trace, so they cannot hold one."""
+    if isinstance(obj, jax.core.Tracer):
+        return True
+    if depth == 0 or isinstance(obj, jax.Array | np.ndarray | str | bytes | int | float):
+        return False
+    if isinstance(obj, functools.partial):
+        items = [obj.func, *obj.args, *obj.keywords.values()]
+    elif isinstance(obj, dict):
+        items = list(obj.values())
+    elif isinstance(obj, list | tuple):
+        items = list(obj)
+    elif type(obj).__module__.split(".")[0] == "numpyro" and hasattr(obj, "__dict__"):
+        items = list(vars(obj).values())
+    else:
+        return False
+    return any(_holds_tracer(v, depth - 1) for v in items)
+
+
+def _traced_initialization(model, key, treedef, static, data_index, data):
+    """NumPyro's ``initialize_model`` run as one compiled program (eagerly, its few dozen
+    single operations each compiled a program of their own: ~1 s of a first call's
+    compile). The program's outputs are the initial point and the supports that depend on
+    values; the generators and the site structure come from its trace, checked to hold no
+    tracer. None (the caller then runs it eagerly, with its own errors) when the model
+    cannot be traced, when a tracer would leak, or when no valid initial point was found."""
     from numpyro.infer.util import initialize_model
+
+    kept: dict = {}
+
+    def init(key, data):
+        args, kwargs = _model_args(treedef, dict(static), data_index, data)
+        init_info, potential_gen, postprocess_gen, trace = initialize_model(
+            key, model, model_args=args, model_kwargs=kwargs, dynamic_args=True,
+            validate_grad=False)
+        z = init_info.z
+        flat0, unravel = ravel_pytree(z)
+        supports = {n: trace[n]["fn"].support for n in z}
+        traced = {n: c for n, c in supports.items() if _holds_tracer(c)}
+        # the sites in the model's order (as the eager run's z; the loop's output is sorted)
+        kept.update(gens=(potential_gen, postprocess_gen), unravel=unravel, trace=trace,
+                    names=tuple(n for n in trace if n in z), supports=supports)
+        return flat0, jnp.isfinite(init_info.potential_energy), traced
+
+    try:
+        traced_init = jax.jit(init).trace(key, data)
+        if not kept["names"] or _holds_tracer(kept["gens"]):
+            return None
+        program = traced_init.lower().compile()
+    except Exception:  # noqa: BLE001 -- the eager run reports the model's own error
+        return None
+    flat0, valid, traced = program(key, data)
+    if not bool(valid):
+        return None
+    supports = {n: traced.get(n, c) for n, c in kept["supports"].items()}
+    return _Initialization(*kept["gens"], flat0, kept["unravel"], kept["names"],
+                           supports), kept["trace"]
+
+
+def _eager_initialization(model, key, model_args, model_kwargs):
+    """NumPyro's ``initialize_model`` run concretely; its errors name what went wrong."""
+    from numpyro.infer.util import initialize_model
+
+    try:
+        init_info, potential_gen, postprocess_gen, trace = initialize_model(
+            key, model, model_args=model_args, model_kwargs=model_kwargs, dynamic_args=True,
+            validate_grad=False)
+    except RuntimeError as err:
+        raise ValueError(f"cannot initialize the model: {err}") from None
+    except (TypeError, ValueError, KeyError) as err:
+        raise ValueError(f"the model failed with the given data: {err}") from None
+    flat0, unravel = ravel_pytree(init_info.z)
+    supports = {n: s["fn"].support for n, s in trace.items()
+                if s["type"] == "sample" and not s["is_observed"]}
+    return _Initialization(potential_gen, postprocess_gen, flat0, unravel, tuple(init_info.z),
+                           supports), trace
+
+
+def _model_structure(model, key, model_args, model_kwargs, treedef, static, data_index, data):
+    """Learn the model's sites from one run of NumPyro's initialization (compiled as one
+    program, or concretely when it cannot be); errors name what went wrong."""
+    from numpyro import handlers
 
     discrete = []
 
@@ -398,14 +496,9 @@ def _model_structure(model, key, model_args, model_kwargs, treedef, static, data
         discrete = []
     if discrete:
         raise ValueError(f"discrete latent sites are not supported: {discrete}")
-    try:
-        init_info, potential_gen, postprocess_gen, trace = initialize_model(
-            key, model, model_args=model_args, model_kwargs=model_kwargs, dynamic_args=True,
-            validate_grad=False)
-    except RuntimeError as err:
-        raise ValueError(f"cannot initialize the model: {err}") from None
-    except (TypeError, ValueError, KeyError) as err:
-        raise ValueError(f"the model failed with the given data: {err}") from None
+    found = _traced_initialization(model, key, treedef, static, data_index, data)
+    init, trace = found if found is not None else _eager_initialization(
+        model, key, model_args, model_kwargs)
     latent = {n: s for n, s in trace.items()
               if s["type"] == "sample" and not s["is_observed"]}
     if not latent:
@@ -414,8 +507,7 @@ def _model_structure(model, key, model_args, model_kwargs, treedef, static, data
     if discrete:
         raise ValueError(f"discrete latent sites are not supported: {discrete}")
     observed = [n for n, s in trace.items() if s["type"] == "sample" and s["is_observed"]]
-    return _ModelStructure(model, treedef, static, data_index, init_info, potential_gen,
-                           postprocess_gen, latent, observed)
+    return _ModelStructure(model, treedef, static, data_index, init, observed)
 
 
 def as_energy(obj, *, dim: int | None = None, name: str = "energy") -> Energy:
