@@ -231,6 +231,88 @@ def test_effort_trend_extrapolates_one_over_walkers_and_counts_only_significant_
     assert quiet["_bias_counted"] == 0.0 and quiet["log_z_bias"] == pytest.approx(-0.1 / 3)
 
 
+class _PooledProbe:
+    """What `effort_trend` reads of a probe of 4 pools of m walkers (an AnnealOutput)."""
+
+    def __init__(self, m, group_log_z, rel_var, rel_var_lag, ancestors=10_000):
+        self.state = jnp.zeros((4 * m, 1))
+        self.group_log_z = np.asarray(group_log_z)
+        self.group_rel_var, self.group_rel_var_lag = np.asarray(rel_var), np.asarray(rel_var_lag)
+        self.num_ancestors = ancestors
+        self.log_z = float(np.log(np.mean(np.exp(self.group_log_z))))
+
+
+def test_effort_trend_of_four_pools_uses_their_mean_log_z():
+    from ebm_ppl.evidence._probe import effort_trend as _effort_trend
+
+    # the pools' log Z at a quarter of the effort; their mean, not the log of their mean Z
+    glz, rv = [-0.5, -0.3, -0.4, -0.2], [0.01, 0.02, 0.03, 0.04]
+    out = _effort_trend(0.0, 0.01, 1024, _PooledProbe(256, glz, rv, [0.5] * 4))
+    assert out["probe_walkers"] == 256
+    assert out["log_z_probe"] == pytest.approx(-0.35, rel=1e-12)
+    assert out["log_z_probe_se"] == pytest.approx(math.sqrt(0.1) / 4, rel=1e-12)
+    assert out["log_z_bias"] == pytest.approx(-0.35 / 3, rel=1e-12)
+    assert "4 independent pools of 256 walkers" in out["_probe_text"]
+    # a collapsed genealogy in a pool: the fixed-lag variances of all pools
+    lag = _effort_trend(0.0, 0.01, 1024, _PooledProbe(256, glz, [0.01, -0.1, 0.03, 0.04],
+                                                       [0.05] * 4))
+    assert lag["log_z_probe_se"] == pytest.approx(math.sqrt(0.2) / 4, rel=1e-12)
+
+
+def _small_path_state(n, key):
+    import numpyro.distributions as dist
+
+    from ebm_ppl.evidence._walkers import initial_state
+    from ebm_ppl.evidence.paths import geometric_path
+
+    t = ep.targets.ill_conditioned_gaussian(3, 10.0, seed=0)
+    path = geometric_path(ep.energy.as_energy(t), dist.Normal(jnp.zeros(3), 1.0).to_event(1))
+    return path, initial_state(path, key, n)
+
+
+def test_pool_layout_as_four_groups_is_the_four_group_run_bit_for_bit():
+    """The bias probe's layout (one row of walkers run as 4 groups in the pool-able stage)
+    gives the same numbers as the ordinary run with num_groups=4, and as one pool the same
+    as the ordinary single pool."""
+    from ebm_ppl.evidence._run import move_for
+    from ebm_ppl.evidence._walkers import path_delta
+    from ebm_ppl.evidence.options import AnnealOptions
+
+    path, state = _small_path_state(256, jax.random.key(1))
+    for groups, pooled in ((4, False), (1, True)):
+        opts = AnnealOptions(method="hmc", num_walkers=256, num_groups=groups,
+                             progress_bar=False)
+        run = dict(delta_fn=path_delta, move=move_for(path, opts),
+                   schedule=schedules.Adaptive(0.7), log_z0=path.log_z0, step_size=0.3)
+        plain = engine.anneal(jax.random.key(2), state, options=opts, **run)
+        pooled_layout = engine.anneal(jax.random.key(2), state,
+                                      options=opts.replace(num_groups=1), pools=4,
+                                      pooled=pooled, **run)
+        assert plain.log_z == pooled_layout.log_z
+        np.testing.assert_array_equal(plain.group_log_z, pooled_layout.group_log_z)
+        np.testing.assert_array_equal(plain.group_rel_var, pooled_layout.group_rel_var)
+        np.testing.assert_array_equal(plain.state.position, pooled_layout.state.position)
+        for k in plain.history:
+            np.testing.assert_array_equal(plain.history[k], pooled_layout.history[k])
+    with pytest.raises(ValueError, match="between 1 and num_moves"):
+        engine.anneal(jax.random.key(2), state, options=opts, pools=4, moves=99, **run)
+
+
+def test_bias_probe_compiles_no_stage_of_its_own():
+    """At the defaults the probe runs in the main run's compiled programs (one stage program
+    for both; the probe used to compile its own for num_walkers / 4)."""
+    from ebm_ppl.evidence import _walkers
+
+    jax.clear_caches()
+    t = ep.targets.ill_conditioned_gaussian(3, 10.0, seed=0)
+    res = ep.log_partition(t, key=jax.random.key(0), num_walkers=256, progress_bar=False,
+                           reference=__import__("numpyro").distributions.Normal(
+                               jnp.zeros(3), 1.0).to_event(1))
+    assert res.probe_walkers == 64 and np.isfinite(res.log_z_probe)
+    assert engine._stage._cache_size() == 1
+    assert _walkers._evaluate_batch._cache_size() == 1
+
+
 def test_verdict_names_what_to_raise():
     from ebm_ppl.evidence._probe import verdict as _verdict
     from ebm_ppl.evidence.schedules import Adaptive

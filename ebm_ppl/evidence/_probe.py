@@ -1,9 +1,17 @@
 """The bias probe and the reliability verdict of an annealing run.
 
-An SMC estimate of log Z is biased low (Jensen), by an amount that falls as 1 / walkers. An
-independent probe run at a quarter of the walkers gives the effort trend between the two
-estimates, extrapolated into ``result.log_z_bias``; the verdict collects every reason not to
-trust the error bar (``result.reliable``), each saying what to raise.
+An SMC estimate of log Z is biased low (Jensen), by an amount that falls as 1 / walkers (and,
+where the moves mix too little, as 1 / moves). A probe at a quarter of the effort gives the
+effort trend between the two estimates, extrapolated into ``result.log_z_bias``; the verdict
+collects every reason not to trust the error bar (``result.reliable``), each saying what to
+raise.
+
+The probe runs in the main run's compiled programs when it can (`shares_programs`: one
+walker group and walkers and moves per stage divisible by 4, as at the defaults): the same N
+walkers form 4 independent pools of N / 4, each with a quarter of the moves per stage, so it
+costs a quarter of the main run's gradients and compiles nothing new; the mean of the pools'
+log Z is the estimate at a quarter of the effort. Otherwise it is one independent run of
+N / 4 walkers with the main run's moves (its own compiled programs).
 """
 
 from __future__ import annotations
@@ -18,21 +26,58 @@ from .engine import anneal
 from .options import AnnealOptions
 from .schedules import stage_cap_message
 
-__all__ = ["PROBE_FRACTION", "MIN_ANCESTORS", "run_probe", "effort_trend", "verdict"]
+__all__ = ["PROBE_FRACTION", "MIN_ANCESTORS", "shares_programs", "run_probe", "effort_trend",
+           "verdict"]
 
 PROBE_FRACTION = 4  # the bias probe anneals num_walkers / 4 walkers
 MIN_ANCESTORS = 50  # fewer Eves with weight: the full genealogy variance is not trusted
 
 
+def shares_programs(opts: AnnealOptions, n: int) -> bool:
+    """Whether the run with these options has a bias probe that runs in its own compiled
+    programs (the main run then compiles its pool-able stage: ``anneal(pools=4)``)."""
+    return (bool(opts.bias_check) and opts.method != "ti" and not opts.spins
+            and int(opts.num_groups) == 1 and n % PROBE_FRACTION == 0
+            and n >= 2 * PROBE_FRACTION and int(opts.num_moves) % PROBE_FRACTION == 0)
+
+
 def run_probe(path, key, n, sched, step_size, move, opts: AnnealOptions):
-    """An independent run at lower effort (``n / PROBE_FRACTION`` walkers, one pool, same
-    schedule rule, moves and initial step) for the effort trend of `effort_trend`."""
-    m = max(n // PROBE_FRACTION, 2)
+    """A run at a quarter of the effort (same schedule rule and initial step) for the effort
+    trend of `effort_trend`: 4 independent pools of ``n / 4`` walkers with a quarter of the
+    moves per stage in the main run's programs (`shares_programs`), or else one pool of
+    ``n / 4`` walkers with the main run's moves."""
     k_init, k_run = jax.random.split(key)
+    if shares_programs(opts, n):
+        state = initial_state(path, k_init, n)
+        return anneal(k_run, state, delta_fn=path_delta, move=move, schedule=sched,
+                      options=opts, step_size=step_size, desc="bias probe",
+                      pools=PROBE_FRACTION, pooled=False,
+                      moves=int(opts.num_moves) // PROBE_FRACTION)
+    m = max(n // PROBE_FRACTION, 2)
     state = initial_state(path, k_init, m)
     return anneal(k_run, state, delta_fn=path_delta, move=move, schedule=sched,
                   options=opts.replace(num_walkers=m, num_groups=1, bar=False),
                   step_size=step_size, desc="bias probe")
+
+
+def _probe_estimate(probe):
+    """(log Z at the probe's effort, its standard error, walkers per pool, pools): the mean
+    of the pools' log Z for a probe of several pools, else its log Z; the genealogy
+    variance, or the fixed-lag one where the genealogy collapsed."""
+    glz = np.asarray(getattr(probe, "group_log_z", ()), float)
+    if glz.size > 1:
+        pools = glz.size
+        m = int(jax.tree.leaves(probe.state)[0].shape[0]) // pools
+        rv = np.asarray(probe.group_rel_var, float)
+        if not np.all(rv > 0) or probe.num_ancestors < MIN_ANCESTORS * pools:
+            rv = np.asarray(probe.group_rel_var_lag, float)
+        se = float(np.sqrt(np.sum(np.maximum(rv, 0.0)))) / pools
+        return float(np.mean(glz)), se, m, pools
+    m = int(jax.tree.leaves(probe.state)[0].shape[0])
+    probe_se = probe.log_z_se  # a small probe's genealogy collapses first: fixed-lag then
+    if not probe_se > 0 or getattr(probe, "num_ancestors", MIN_ANCESTORS) < MIN_ANCESTORS:
+        probe_se = probe.log_z_se_lag
+    return float(probe.log_z), float(probe_se), m, 1
 
 
 def effort_trend(log_z, se, n, probe):
@@ -41,21 +86,22 @@ def effort_trend(log_z, se, n, probe):
     An SMC estimate of log Z is biased low, with a bias that falls as 1 / walkers once the
     walkers are many (delta method: ``-Var(Z_hat) / (2 Z^2)``), so ``L(n) = L - c / n`` and
     the two runs give ``bias(n) = -(L_n - L_m) m / (n - m)``, with standard error
-    ``m / (n - m) * hypot(se_n, se_m)``. The total error counts ``bias^2 - sd^2`` (the
-    squared bias less its noise) only when the trend is beyond 2 standard errors, so that an
-    unbiased run's error bar is not inflated by the probe's noise."""
-    m = int(jax.tree.leaves(probe.state)[0].shape[0])
+    ``m / (n - m) * hypot(se_n, se_m)``. A probe of 4 pools of ``m = n / 4`` walkers at a
+    quarter of the moves has a quarter of the effort in both (``L = L_inf - a / n - b / M``),
+    hence the same ratio. The total error counts ``bias^2 - sd^2`` (the squared bias less its
+    noise) only when the trend is beyond 2 standard errors, so that an unbiased run's error
+    bar is not inflated by the probe's noise."""
+    log_z_probe, probe_se, m, pools = _probe_estimate(probe)
     r = m / (n - m)
-    d = log_z - probe.log_z
-    probe_se = probe.log_z_se  # a small probe's genealogy collapses first: fixed-lag then
-    if not probe_se > 0 or getattr(probe, "num_ancestors", MIN_ANCESTORS) < MIN_ANCESTORS:
-        probe_se = probe.log_z_se_lag
+    d = log_z - log_z_probe
     sd_d = float(np.hypot(se, probe_se))
     bias, sd_bias = -r * d, r * sd_d
     counted = math.sqrt(max(bias * bias - sd_bias * sd_bias, 0.0)) if abs(d) > 2 * sd_d else 0.0
+    what = (f"{pools} independent pools of {m} walkers at a quarter of the moves per stage"
+            if pools > 1 else f"an independent run with {m} walkers")
     return dict(log_z_bias=float(bias), log_z_bias_se=float(sd_bias),
-                log_z_probe=float(probe.log_z), log_z_probe_se=float(probe_se),
-                probe_walkers=m, _bias_counted=counted)
+                log_z_probe=log_z_probe, log_z_probe_se=float(probe_se),
+                probe_walkers=m, _bias_counted=counted, _probe_text=what)
 
 
 def verdict(extra, h, sched, betas, max_stages, reference_info, num_ancestors):
@@ -64,9 +110,10 @@ def verdict(extra, h, sched, betas, max_stages, reference_info, num_ancestors):
     if "log_z_probe" in extra:
         d = extra.get("log_z_bias", 0.0) / max(extra["log_z_bias_se"], 1e-300)
         if abs(d) > 3.0:
+            probe = extra.get("_probe_text",
+                              f"an independent run with {extra['probe_walkers']} walkers")
             reasons.append(
-                f"the effort trend is significant: an independent run with "
-                f"{extra['probe_walkers']} walkers gives {extra['log_z_probe']:.4f} "
+                f"the effort trend is significant: {probe} gives {extra['log_z_probe']:.4f} "
                 f"({abs(d):.1f} standard errors of the difference away), so log Z still moves "
                 "with effort; raise num_walkers, target_ess or num_moves until it stops")
     if len(h["ess"]) and np.min(h["ess"]) < 0.05:

@@ -19,7 +19,8 @@ import numpy as np
 from ..errors import SamplingDivergedError
 from ..sharding import to_host
 from . import moves as _moves
-from ._probe import MIN_ANCESTORS, PROBE_FRACTION, effort_trend, run_probe, verdict
+from ._probe import (MIN_ANCESTORS, PROBE_FRACTION, effort_trend, run_probe,
+                     shares_programs, verdict)
 from ._walkers import initial_state, initial_step, path_delta, samples
 from .bar import bar_log_z
 from .engine import GENEALOGY_LAG, anneal
@@ -75,7 +76,8 @@ def run(path, key, opts: AnnealOptions, *, reference="uniform", reference_info=N
                                       opts.precondition)
     move = move_for(path, opts)
     out = anneal(key_fwd, state, delta_fn=path_delta, move=move, schedule=sched,
-                 options=opts, log_z0=path.log_z0, step_size=step_size, desc=desc)
+                 options=opts, log_z0=path.log_z0, step_size=step_size, desc=desc,
+                 pools=PROBE_FRACTION if shares_programs(opts, n) else 1)
     return finish(path, key, opts, state, out, sched, step_size, move, grads, reference,
                   reference_info, t0, key_rev)
 
@@ -163,6 +165,7 @@ def finish(path, key, opts: AnnealOptions, state, out, sched, step_size, move, g
                            out.num_ancestors)
         messages += [f"unreliable: {r}" for r in reasons]
         reasons += [m for m in messages if m.startswith("unreliable: the bias probe")]
+        extra.pop("_probe_text", None)
         extra.update(reliable=not reasons, log_z_err=float(np.hypot(
             log_z_se, extra.pop("_bias_counted", 0.0))))
     if opts.spins:

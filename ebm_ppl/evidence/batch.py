@@ -38,10 +38,11 @@ from ..energy import energy_from_model
 from ..errors import SamplingDivergedError, check_model_data
 from ..sharding import to_host
 from ._model_result import with_model_data
-from ._probe import PROBE_FRACTION
+from ._probe import PROBE_FRACTION, shares_programs
 from ._run import finish, move_for, schedule_for
 from ._walkers import initial_step, path_delta
-from .engine import _Carry, _lag_init, _progress, _stage, _Static, all_walkers_died, anneal_output
+from .engine import (_pool_layout, _progress, _stage, _Static, all_walkers_died,
+                     anneal_output, initial_carry)
 from .options import DEFAULT_METHOD, AnnealOptions, typed_key
 from .paths import tempering_path
 from .schedules import Adaptive
@@ -266,20 +267,29 @@ def _run_batch(batched, paths, key_runs, opts: AnnealOptions) -> _Runs:
         else:
             steps.append(opts.step_size)
     move = move_for(batched, opts)
+    shared = shares_programs(opts, n)
+    pools = PROBE_FRACTION if shared else 1
     outs = anneal_batch(split[:, 1], state, move=move, schedule=sched, options=opts,
                         log_z0=batched.log_z0, step_sizes=steps, desc=f"log Z x{size} "
-                        f"({opts.method})")
+                        f"({opts.method})", pools=pools)
     failed = [k for k, o in enumerate(outs) if isinstance(o, SamplingDivergedError)]
     if failed:
         raise SamplingDivergedError(f"data set(s) {failed}: {outs[failed[0]]}")
     probes: list = [None] * size
-    if opts.bias_check:
-        m = max(n // PROBE_FRACTION, 2)
+    if opts.bias_check:  # as _probe.run_probe, for each data set
         pkeys = jax.vmap(lambda k: jax.random.split(jax.random.fold_in(k, 15)))(key_runs)
-        pstate = _initial_states(batched, pkeys[:, 0], m)
-        probes = anneal_batch(pkeys[:, 1], pstate, move=move, schedule=sched,
-                              options=opts.replace(num_walkers=m, num_groups=1, bar=False),
-                              log_z0=0.0, step_sizes=steps, desc="bias probes")
+        if shared:
+            pstate = _initial_states(batched, pkeys[:, 0], n)
+            probes = anneal_batch(pkeys[:, 1], pstate, move=move, schedule=sched, options=opts,
+                                  log_z0=0.0, step_sizes=steps, desc="bias probes",
+                                  pools=pools, pooled=False,
+                                  moves=int(opts.num_moves) // PROBE_FRACTION)
+        else:
+            m = max(n // PROBE_FRACTION, 2)
+            pstate = _initial_states(batched, pkeys[:, 0], m)
+            probes = anneal_batch(pkeys[:, 1], pstate, move=move, schedule=sched,
+                                  options=opts.replace(num_walkers=m, num_groups=1, bar=False),
+                                  log_z0=0.0, step_sizes=steps, desc="bias probes")
     runs = _Runs((key_runs[k], _take(state, k), outs[k], probes[k], steps[k])
                  for k in range(size))
     runs.sched, runs.t0 = sched, t0
@@ -287,11 +297,14 @@ def _run_batch(batched, paths, key_runs, opts: AnnealOptions) -> _Runs:
 
 
 @functools.partial(jax.jit, static_argnames=("static",))
-def _batch_stage(carry, done, beta_target, use_target, adapt_on, move, static: _Static):
+def _batch_stage(carry, done, beta_target, use_target, adapt_on, move, static: _Static,
+                 layout):
     """The engine's `_stage` for each data set in turn (``lax.map``), skipping
-    (``lax.cond``: no work) the ones whose run is ``done``."""
+    (``lax.cond``: no work) the ones whose run is ``done``; ``layout`` holds `_stage`'s
+    traced layout arguments (empty for the ordinary layout)."""
     def run(c, mv):
-        return _stage(c, beta_target, use_target, adapt_on, mv, _DELTA, static=static)[:2]
+        return _stage(c, beta_target, use_target, adapt_on, mv, _DELTA, static=static,
+                      **layout)[:2]
 
     def skip(c, mv):
         record = jax.eval_shape(run, c, mv)[1]
@@ -308,7 +321,8 @@ _DELTA = jax.tree_util.Partial(path_delta)
 
 
 def anneal_batch(keys, state, *, move, schedule, options: AnnealOptions, log_z0: float = 0.0,
-                 step_sizes, desc: str = "annealing") -> list:
+                 step_sizes, desc: str = "annealing", pools: int = 1, pooled: bool = True,
+                 moves: int | None = None) -> list:
     """K annealing runs of `anneal`, one per data set, in one compiled stage.
 
     ``state`` is a `PathState` whose leaves have leading axes (K, N);
@@ -316,7 +330,8 @@ def anneal_batch(keys, state, *, move, schedule, options: AnnealOptions, log_z0:
     and ``step_sizes`` hold one key and one first step per data set. Each run follows its own
     adaptive schedule; finished ones are masked until all are done. Returns K
     `AnnealOutput` (or, for a run whose walkers all died, the
-    `SamplingDivergedError` the unbatched run would raise).
+    `SamplingDivergedError` the unbatched run would raise). ``pools``, ``pooled`` and
+    ``moves`` as in `anneal`.
     """
     size, n_total = (int(s) for s in jax.tree.leaves(state)[0].shape[:2])
     g = int(options.num_groups)
@@ -324,15 +339,12 @@ def anneal_batch(keys, state, *, move, schedule, options: AnnealOptions, log_z0:
     betas = None if adaptive is not None else np.asarray(schedule, dtype=np.float64)
     dtype = state.position.dtype
     static = _Static(options.stage_key(), adaptive, False, None)
-    def tile(a):
-        return jnp.broadcast_to(a, (size,) + a.shape)
-
-    carry = _Carry(state, tile(jnp.zeros((g, n_total // g), dtype)), tile(jnp.zeros((g,), dtype)),
-                   tile(jnp.asarray(0.0 if betas is None else betas[0], dtype)),
-                   jnp.asarray(np.log(np.asarray(step_sizes, np.float64)), dtype), keys,
-                   tile(jnp.tile(jnp.arange(n_total // g, dtype=jnp.int32), (g, 1))),
-                   tile(jnp.zeros((g,), jnp.int32)),
-                   *(tile(a) for a in _lag_init(g, n_total // g, dtype)))
+    layout = _pool_layout(n_total, g, pools, pooled, moves, options.num_moves)
+    one = initial_carry(_take(state, 0), g, dtype, 0.0 if betas is None else betas[0], 0.0,
+                        keys[0], pools=pools, pooled=pooled)
+    carry = jax.tree.map(lambda a: jnp.broadcast_to(a, (size,) + jnp.shape(a)), one)._replace(
+        state=state, log_step=jnp.asarray(np.log(np.asarray(step_sizes, np.float64)), dtype),
+        key=keys)
     done = np.zeros(size, bool)
     stages = np.zeros(size, int)
     errors: dict = {}
@@ -347,7 +359,8 @@ def anneal_batch(keys, state, *, move, schedule, options: AnnealOptions, log_z0:
                 target, use_target = 1.0, stage >= options.max_stages - 1
             carry, rec = _batch_stage(carry, jnp.asarray(done), jnp.asarray(target, dtype),
                                       jnp.asarray(use_target),
-                                      jnp.asarray(options.adapt_step_size), move, static)
+                                      jnp.asarray(options.adapt_step_size), move, static,
+                                      layout)
             rec = to_host(rec)
             records.append(rec)
             running = ~done
@@ -377,5 +390,5 @@ def anneal_batch(keys, state, *, move, schedule, options: AnnealOptions, log_z0:
             continue
         history = {name: np.stack([np.asarray(r[name][k]) for r in records[:stages[k]]])
                    for name in records[0]}
-        outs.append(anneal_output(_take(carry, k), history, log_z0))
+        outs.append(anneal_output(_take(carry, k), history, log_z0, pooled=pooled))
     return outs

@@ -159,47 +159,140 @@ def _step_signal(accept, target):
                      (accept - target) / (1.0 - target))
 
 
+def _view(c: _Carry, groups: int) -> _Carry:
+    """A carry in the pool-able layout (walkers in one row, per-group fields of length P)
+    seen as ``groups`` groups: 1 (one pool: the per-group fields' first entry) or P."""
+    if groups == 1:
+        first = (c.log_z_acc[:1], c.num_res[:1], c.anc_res[:1], c.log_f_lag[:1], c.log_f0[:1])
+        return c._replace(log_z_acc=first[0], num_res=first[1], anc_res=first[2],
+                          log_f_lag=first[3], log_f0=first[4])
+    n, lag = c.log_w.shape[1], c.anc.shape[1]
+    m = n // groups
+    return c._replace(log_w=c.log_w.reshape(groups, m), eve=c.eve.reshape(groups, m),
+                      anc=c.anc.reshape(lag, groups, m).transpose(1, 0, 2))
+
+
+def _unview(c: _Carry, p: int) -> _Carry:
+    """The inverse of `_view` (one pool's per-group fields repeated P times)."""
+    g, m = c.log_w.shape
+    if g == 1:
+        def wide(a):
+            return jnp.broadcast_to(a, (p,) + a.shape[1:])
+        return c._replace(log_z_acc=wide(c.log_z_acc), num_res=wide(c.num_res),
+                          anc_res=wide(c.anc_res), log_f_lag=wide(c.log_f_lag),
+                          log_f0=wide(c.log_f0))
+    lag = c.anc.shape[1]
+    return c._replace(log_w=c.log_w.reshape(1, g * m), eve=c.eve.reshape(1, g * m),
+                      anc=c.anc.transpose(1, 0, 2).reshape(1, lag, g * m))
+
+
+def _poolable(carry: _Carry) -> bool:
+    """Whether the carry has the pool-able layout: all walkers in one row and P > 1
+    per-group slots, run as one pool or as P groups by the traced ``pooled`` flag."""
+    return carry.log_w.shape[0] == 1 and carry.log_z_acc.shape[0] > 1
+
+
+def _by_layout(fn, carry: _Carry, pooled):
+    """``fn`` on the carry seen as one pool or as its P groups (``lax.cond`` on the traced
+    ``pooled``), or on the carry itself in the ordinary layout. ``fn`` returns a carry, an
+    extra per walker and one per group; the latter comes back with P rows for one pool
+    (the pool's row repeated: read row 0)."""
+    if not _poolable(carry):
+        return fn(carry)
+    p = carry.log_z_acc.shape[0]
+
+    def as_groups(groups):
+        def run(c):
+            new, per_walker, per_group = fn(_view(c, groups))
+            if groups == 1:
+                per_group = jax.tree.map(lambda a: jnp.broadcast_to(a, (p,) + a.shape[1:]),
+                                         per_group)
+            return _unview(new, p), per_walker, per_group
+        return run
+
+    return jax.lax.cond(pooled, as_groups(1), as_groups(p), carry)
+
+
+def _walker_log_z_acc(carry: _Carry, pooled):
+    """Each walker's group normalization (N,): the pool's, or its group's."""
+    g, n = carry.log_w.shape
+    acc = carry.log_z_acc
+    if not _poolable(carry):
+        return jnp.broadcast_to(acc[:, None], (g, n)).reshape(-1)
+    return jnp.where(pooled, acc[0], jnp.repeat(acc, n // acc.shape[0]))
+
+
+def _resample_groups(c: _Carry, log_w, k_res, threshold, scheme):
+    """Resample within each group of the (viewed) carry: the new weights and normalizations,
+    the walkers' Eves and ancestors, and the global index of each walker's parent."""
+    g, n = log_w.shape
+    res = jax.vmap(functools.partial(resample_if, scheme=scheme), in_axes=(0, 0, None))(
+        jax.random.split(k_res, g), log_w, threshold)
+    eve = jnp.take_along_axis(c.eve, res.indices, axis=1)
+    # fixed-lag genealogy (Olsson & Douc): this stage's weights read the generation L back
+    lf = jax.vmap(coalescence_log_factors)(log_w, c.anc)
+    log_f_lag = c.log_f_lag + jnp.where(c.anc_res[:, -1], lf[:, -1], 0.0)
+    log_f0 = c.log_f0 + jnp.where(res.resampled, lf[:, 0], 0.0)
+    anc = jnp.concatenate([res.indices.astype(c.anc.dtype)[:, None, :], jnp.take_along_axis(
+        c.anc[:, :-1, :], res.indices[:, None, :], axis=2)], axis=1)
+    anc_res = jnp.concatenate([res.resampled[:, None], c.anc_res[:, :-1]], axis=1)
+    num_res = c.num_res + res.resampled.astype(c.num_res.dtype)
+    parent = res.indices + (jnp.arange(g, dtype=res.indices.dtype) * n)[:, None]
+    new = c._replace(log_w=res.log_w, log_z_acc=c.log_z_acc + res.log_z_increment, eve=eve,
+                     num_res=num_res, anc=anc, anc_res=anc_res, log_f_lag=log_f_lag,
+                     log_f0=log_f0)
+    return new, parent.reshape(-1), res.resampled
+
+
 @functools.partial(jax.jit, static_argnames=("static",))
-def _stage(carry: _Carry, beta_target, use_target, adapt_on, move, delta_fn, static: _Static):
-    """One stage beta -> beta' (module-level jit: cached per move function and static key)."""
+def _stage(carry: _Carry, beta_target, use_target, adapt_on, move, delta_fn, static: _Static,
+           pooled=True, moves_run=None):
+    """One stage beta -> beta' (module-level jit: cached per move function and static key).
+
+    With the pool-able layout (`_poolable`), the traced ``pooled`` runs the walkers as one
+    pool or as P independent groups, and the traced ``moves_run`` (at most the static
+    ``num_moves``) sets the moves per stage: the bias probe runs the main run's program."""
     (num_moves, resample_threshold, target_accept, step_jitter, adapt_gain,
      resampling) = static.options
+    moves_run = num_moves if moves_run is None else moves_run
     g, n = carry.log_w.shape
     key, k_res, k_moves = jax.random.split(carry.key, 3)
     v = delta_fn(carry.state)
     v = jnp.where(jnp.isnan(v), jnp.inf, v)
-    glw = _global_log_w(carry)
+    acc_w = _walker_log_z_acc(carry, pooled)
+    glw = carry.log_w.reshape(-1) + acc_w
     if static.adaptive is not None:
         b_next = jnp.where(use_target, beta_target, next_beta(glw, v, carry.beta, static.adaptive))
     else:
         b_next = beta_target
     inc = increment(v, b_next - carry.beta)
     log_w = carry.log_w + inc.reshape(g, n)
-    log_z_acc = carry.log_z_acc
-    glw_next = (log_w + log_z_acc[:, None]).reshape(-1)
+    glw_next = log_w.reshape(-1) + acc_w
     # a walker dies when its weight becomes zero (non-finite V here, or a non-finite energy or
     # gradient in a move below); it is counted once and removed by the next resampling
     died = jnp.sum(jnp.isfinite(glw) & ~jnp.isfinite(glw_next))
     ess = ess_fraction(glw_next)
-    res = jax.vmap(functools.partial(resample_if, scheme=resampling), in_axes=(0, 0, None))(
-        jax.random.split(k_res, g), log_w, resample_threshold)
-    eve = jnp.take_along_axis(carry.eve, res.indices, axis=1)
-    # fixed-lag genealogy (Olsson & Douc): this stage's weights read the generation L back
-    lf = jax.vmap(coalescence_log_factors)(log_w, carry.anc)
-    log_f_lag = carry.log_f_lag + jnp.where(carry.anc_res[:, -1], lf[:, -1], 0.0)
-    log_f0 = carry.log_f0 + jnp.where(res.resampled, lf[:, 0], 0.0)
-    anc = jnp.concatenate([res.indices.astype(carry.anc.dtype)[:, None, :], jnp.take_along_axis(
-        carry.anc[:, :-1, :], res.indices[:, None, :], axis=2)], axis=1)
-    anc_res = jnp.concatenate([res.resampled[:, None], carry.anc_res[:, :-1]], axis=1)
-    num_res = carry.num_res + res.resampled.astype(carry.num_res.dtype)
-    state = constrain_walkers(jax.tree.map(lambda a: _group_gather(a, res.indices),
-                                           carry.state), static.sharding, g * n)
-    log_w, log_z_acc = res.log_w, log_z_acc + res.log_z_increment
-    alive_mid = jnp.isfinite((log_w + log_z_acc[:, None]).reshape(-1))
 
-    def one_move(c, k):
+    def resample(c):
+        return _resample_groups(c, c.log_w, k_res, resample_threshold, resampling)
+
+    mid, parent, resampled = _by_layout(resample, carry._replace(log_w=log_w), pooled)
+    if _poolable(carry):  # one pool: its row, repeated P times
+        num_resampled = jnp.where(pooled, jnp.sum(resampled[:1]), jnp.sum(resampled))
+    else:
+        num_resampled = jnp.sum(resampled)
+    if _poolable(carry):  # one gather of the walkers, whatever the grouping
+        state = jax.tree.map(lambda a: a[parent], carry.state)
+    else:
+        state = jax.tree.map(lambda a: _group_gather(a, parent.reshape(g, n) % n),
+                             carry.state)
+    state = constrain_walkers(state, static.sharding, g * n)
+    log_w = mid.log_w
+    alive_mid = jnp.isfinite(log_w.reshape(-1) + _walker_log_z_acc(mid, pooled))
+
+    def one_move(i, c):
         st, lw, log_step, acc, grads = c
-        k_jit, k_mv = jax.random.split(k)
+        k_jit, k_mv = jax.random.split(move_keys[i])
         # log-uniform per-walker factor exp(+-step_jitter), independent of the walkers
         jit = jnp.exp(step_jitter * (2.0 * jax.random.uniform(k_jit, (g * n,), v.dtype) - 1.0))
         st, info = move(k_mv, st, b_next, jnp.exp(log_step) * jit)
@@ -207,24 +300,30 @@ def _stage(carry: _Carry, beta_target, use_target, adapt_on, move, delta_fn, sta
         a = jnp.mean(info.accept_prob)
         log_step = jnp.clip(log_step + jnp.where(
             adapt_on, adapt_gain * _step_signal(a, target_accept), 0.0), -30.0, 5.0)
-        return (st, lw, log_step, acc + a, grads + info.num_grads), None
+        return (st, lw, log_step, acc + a, grads + info.num_grads)
 
     zero = jnp.zeros((), v.dtype)
-    (state, log_w, log_step, acc, grads), _ = jax.lax.scan(
-        one_move, (state, log_w, carry.log_step, zero, zero),
-        jax.random.split(k_moves, num_moves))
-    accept = acc / num_moves
+    move_keys = jax.random.split(k_moves, num_moves)
+    state, log_w, log_step, acc, grads = jax.lax.fori_loop(
+        0, moves_run, one_move, (state, log_w, carry.log_step, zero, zero))
+    accept = acc / moves_run
     v_after = delta_fn(state)
-    W = jnp.exp(normalize_log_weights(log_w, axis=-1))
-    mean_delta = jnp.sum(W * jnp.where(jnp.isfinite(v_after), v_after, 0.0).reshape(g, n),
-                         axis=-1)
-    new = _Carry(constrain_walkers(state, static.sharding, g * n), log_w, log_z_acc, b_next,
-                 log_step, key, eve, num_res, anc, anc_res, log_f_lag, log_f0)
-    alive = jnp.isfinite(_global_log_w(new))
+    new = mid._replace(state=constrain_walkers(state, static.sharding, g * n), log_w=log_w,
+                       beta=b_next, log_step=log_step, key=key)
+
+    def summary(c):
+        gg, nn = c.log_w.shape
+        W = jnp.exp(normalize_log_weights(c.log_w, axis=-1))
+        md = jnp.sum(W * jnp.where(jnp.isfinite(v_after), v_after, 0.0).reshape(gg, nn),
+                     axis=-1)
+        return c, log_mean_exp(group_log_z(c.log_w, c.log_z_acc)), md
+
+    _, log_z_all, mean_delta = _by_layout(summary, new, pooled)
+    alive = jnp.isfinite(new.log_w.reshape(-1) + _walker_log_z_acc(new, pooled))
     record = dict(beta=b_next, ess=ess, accept=accept, step_size=jnp.exp(log_step),
-                  num_resampled=jnp.sum(res.resampled), num_grads=grads,
-                  log_z=log_mean_exp(group_log_z(log_w, log_z_acc)), mean_delta=mean_delta,
-                  alive=jnp.sum(alive), num_dead=died + jnp.sum(alive_mid & ~alive))
+                  num_resampled=num_resampled, num_grads=grads, log_z=log_z_all,
+                  mean_delta=mean_delta, alive=jnp.sum(alive),
+                  num_dead=died + jnp.sum(alive_mid & ~alive))
     extra = (inc, glw) if static.record_increments else None
     return new, record, extra
 
@@ -267,7 +366,8 @@ def _legacy_options(n_total, given) -> AnnealOptions:
 
 def anneal(key, state, *, delta_fn: Callable, move: Callable, schedule,
            options: AnnealOptions | None = None, log_z0: float = 0.0, step_size: float = 0.1,
-           desc: str = "annealing", **legacy) -> AnnealOutput:
+           desc: str = "annealing", pools: int = 1, pooled: bool = True,
+           moves: int | None = None, **legacy) -> AnnealOutput:
     """Anneal N walkers along a linear-in-beta path (see the module docstring for contracts).
 
     ``schedule`` is an [`Adaptive`][ebm_ppl.evidence.schedules.Adaptive] or an array of betas
@@ -285,6 +385,11 @@ def anneal(key, state, *, delta_fn: Callable, move: Callable, schedule,
     pass ``jax.tree_util.Partial`` objects over module-level functions (as `moves` does)
     to reuse it across calls with new data. Returns an `AnnealOutput`; raises
     ``ebm_ppl.errors.SamplingDivergedError`` when every walker's weight vanishes.
+
+    ``pools=P > 1`` (with one group) compiles the pool-able stage: the same program runs the
+    walkers as one pool (``pooled=True``) or as P independent groups of N / P walkers
+    (``pooled=False``), with ``moves`` moves per stage (at most ``options.num_moves``, the
+    default): how the bias probe reuses the main run's compiled programs.
     """
     leaves = jax.tree.leaves(state)
     n_total = int(leaves[0].shape[0])
@@ -304,11 +409,9 @@ def anneal(key, state, *, delta_fn: Callable, move: Callable, schedule,
     static = _Static(options.stage_key(), adaptive, record_increments, sharding_of(state))
     move, delta_fn = _as_partial(move), _as_partial(delta_fn)
     g = int(num_groups)
-    carry = _Carry(state, jnp.zeros((g, n_total // g), dtype), jnp.zeros((g,), dtype),
-                   jnp.asarray(0.0 if betas is None else betas[0], dtype),
-                   jnp.asarray(np.log(step_size), dtype), key,
-                   jnp.tile(jnp.arange(n_total // g, dtype=jnp.int32), (g, 1)),
-                   jnp.zeros((g,), jnp.int32), *_lag_init(g, n_total // g, dtype))
+    layout = _pool_layout(n_total, g, pools, pooled, moves, options.num_moves)
+    carry = initial_carry(state, g, dtype, 0.0 if betas is None else betas[0],
+                          np.log(step_size), key, pools=pools, pooled=pooled)
     records, extras = [], []
     bar = _progress(options.progress_bar, desc, adaptive is None and betas.size - 1)  # type: ignore[union-attr]
     stage, beta = 0, float(carry.beta)
@@ -324,7 +427,7 @@ def anneal(key, state, *, delta_fn: Callable, move: Callable, schedule,
                 target, use_target = 1.0, stage >= max_stages - 1
             carry, rec, extra = _stage(carry, jnp.asarray(target, dtype), jnp.asarray(use_target),
                                        jnp.asarray(options.adapt_step_size), move, delta_fn,
-                                       static)
+                                       static, **layout)
             rec = to_host(rec)  # jax.device_get, also when the walkers span processes
             records.append(rec)
             if extra is not None:
@@ -345,7 +448,43 @@ def anneal(key, state, *, delta_fn: Callable, move: Callable, schedule,
             bar.close()
     history = {k: np.stack([np.asarray(r[k]) for r in records]) for k in records[0]} if records \
         else {}
-    return anneal_output(carry, history, log_z0, extras if record_increments else None)
+    return anneal_output(carry, history, log_z0, extras if record_increments else None,
+                         pooled=pooled)
+
+
+def _pool_layout(n_total: int, g: int, pools: int, pooled: bool, moves, num_moves) -> dict:
+    """The traced layout arguments of `_stage` for ``pools`` (none for the ordinary one)."""
+    if pools == 1:
+        if moves not in (None, num_moves) or not pooled:
+            raise ValueError("moves= and pooled=False need pools > 1")
+        return {}
+    if g != 1 or pools < 1 or n_total % pools:
+        raise ValueError(f"pools={pools} needs one walker group and num_walkers={n_total} a "
+                         "multiple of it")
+    moves = num_moves if moves is None else int(moves)
+    if not 1 <= moves <= num_moves:
+        raise ValueError(f"moves={moves} must be between 1 and num_moves={num_moves}")
+    return dict(pooled=jnp.asarray(bool(pooled)), moves_run=jnp.asarray(moves, jnp.int32))
+
+
+def initial_carry(state, g: int, dtype, beta0, log_step, key, *, pools: int = 1,
+                  pooled: bool = True) -> _Carry:
+    """The carry before the first stage: ``g`` groups of N / g walkers (the ordinary layout),
+    or with ``pools=P > 1`` the pool-able layout (one row of N walkers, P per-group slots)
+    whose Eves and ancestors index one pool (``pooled``) or each of the P groups."""
+    n_total = int(jax.tree.leaves(state)[0].shape[0])
+    if pools == 1:
+        return _Carry(state, jnp.zeros((g, n_total // g), dtype), jnp.zeros((g,), dtype),
+                      jnp.asarray(beta0, dtype), jnp.asarray(log_step, dtype), key,
+                      jnp.tile(jnp.arange(n_total // g, dtype=jnp.int32), (g, 1)),
+                      jnp.zeros((g,), jnp.int32), *_lag_init(g, n_total // g, dtype))
+    idx = jnp.asarray(np.arange(n_total) if pooled else
+                      np.tile(np.arange(n_total // pools), pools), jnp.int32)
+    return _Carry(state, jnp.zeros((1, n_total), dtype), jnp.zeros((pools,), dtype),
+                  jnp.asarray(beta0, dtype), jnp.asarray(log_step, dtype), key, idx[None],
+                  jnp.zeros((pools,), jnp.int32),
+                  jnp.tile(idx, (1, GENEALOGY_LAG, 1)), jnp.zeros((pools, GENEALOGY_LAG), bool),
+                  jnp.zeros((pools,), dtype), jnp.zeros((pools,), dtype))
 
 
 def all_walkers_died(stage: int, beta: float, deaths: int) -> SamplingDivergedError:
@@ -356,13 +495,22 @@ def all_walkers_died(stage: int, beta: float, deaths: int) -> SamplingDivergedEr
         "weight increment below -1000); try a smaller step_size")
 
 
-def anneal_output(carry: _Carry, history: dict, log_z0, increments=None) -> AnnealOutput:
+def anneal_output(carry: _Carry, history: dict, log_z0, increments=None,
+                  pooled: bool = True) -> AnnealOutput:
     """A finished run's result from its final carry and per-stage history: eq. 104's log Z
     from the final weights, per-group log Z and the genealogy variances (`anneal` and the
     batched runs)."""
-    glz, log_weights, log_z = _final_weights(carry.log_w, carry.log_z_acc, log_z0)
-    glz = to_host(glz)
-    rel_var, ancestors, rel_var_lag = to_host(_genealogy(carry))
+    if _poolable(carry):
+        (log_weights, log_z, ancestors), (glz, rel_var, rel_var_lag) = to_host(
+            _pool_output(carry, jnp.asarray(bool(pooled)), log_z0))
+        if pooled:  # one pool: its row of the per-group results
+            glz, rel_var, rel_var_lag = glz[:1], rel_var[:1], rel_var_lag[:1]
+            if "mean_delta" in history:
+                history = dict(history, mean_delta=history["mean_delta"][:, :1])
+    else:
+        glz, log_weights, log_z = _final_weights(carry.log_w, carry.log_z_acc, log_z0)
+        glz = to_host(glz)
+        rel_var, ancestors, rel_var_lag = to_host(_genealogy(carry))
     return AnnealOutput(
         state=carry.state, log_weights=log_weights,
         log_z=float(log_z), group_log_z=glz, history=history, increments=increments,
@@ -385,6 +533,18 @@ def _final_weights(log_w, log_z_acc, log_z0):
     first call: ~5% of a first call's compile time)."""
     log_weights = (log_w + log_z_acc[:, None]).reshape(-1) + log_z0
     return group_log_z(log_w, log_z_acc) + log_z0, log_weights, log_mean_exp(log_weights)
+
+
+@jax.jit
+def _pool_output(carry, pooled, log_z0):
+    """`_final_weights` and `_genealogy` of a pool-able carry, as one pool or P groups."""
+    def fn(c):
+        glz, log_weights, log_z = _final_weights(c.log_w, c.log_z_acc, log_z0)
+        rel_var, ancestors, rel_var_lag = _genealogy(c)
+        return c, (log_weights, log_z, ancestors), (glz, rel_var, rel_var_lag)
+
+    _, per_walker, per_group = _by_layout(fn, carry, pooled)
+    return per_walker, per_group
 
 
 @jax.jit
