@@ -225,7 +225,8 @@ def markdown(out, args, wall):
         f"(loaded by other agents' jobs); {wall / 60:.1f} min in all.",
         f"Command: `python benchmarks/calibration.py --seeds {args.seeds} --walkers "
         f"{args.walkers} --targets {args.targets}`. Each run: defaults (pooled multinomial "
-        f"resampling, genealogy `log_z_se`, bias probe of {args.walkers // 4} walkers), key "
+        f"resampling, genealogy `log_z_se`, bias probe: 4 pools of {args.walkers // 4} "
+        "walkers at a quarter of the moves), key "
         "`jax.random.key(10000 + s)`. err = `log_z_err` (total error), se = `log_z_se`. "
         "Verdict: `result.reliable` is False.",
         "",

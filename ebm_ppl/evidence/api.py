@@ -94,9 +94,11 @@ def log_partition(potential_fn, *, key, reference=None, dim: int | None = None,
         resampling: "multinomial" (default: the genealogy ``log_z_se`` is exact under it) or
             "systematic" (less resampling noise; ``log_z_se`` then approximate; the default for
             spin models).
-        bias_check: also anneal an independent probe of ``num_walkers / 4`` walkers (about
-            25% more gradients) and extrapolate the effort trend between the two estimates
-            (bias ~ 1 / walkers) into ``result.log_z_bias``; ``result.log_z_err`` =
+        bias_check: also anneal a probe at a quarter of the effort (about 25% more
+            gradients): 4 independent pools of ``num_walkers / 4`` walkers at a quarter of the
+            moves per stage, in the main run's compiled programs (else one run of
+            ``num_walkers / 4`` walkers), and extrapolate the effort trend between the two
+            estimates (bias ~ 1 / effort) into ``result.log_z_bias``; ``result.log_z_err`` =
             ``sqrt(log_z_se^2 + bias^2)`` counts the bias only where the trend is significant
             (beyond 2 standard errors). The probe also feeds ``result.reliable``.
         step_size: initial step in whitened coordinates (x / walker std); None picks one from

@@ -135,7 +135,7 @@ class EvidenceResult:
             f"  log Z            = {self.log_z:.5f} +- {self.total_error:.5f}"
             + ("" if self.log_z_bias is None else
                f"   (se {self.log_z_se:.5f}, bias {self.log_z_bias:+.5f} +- "
-               f"{self.log_z_bias_se:.5f} from {self.probe_walkers} walkers)"),
+               f"{self.log_z_bias_se:.5f} from probe pools of {self.probe_walkers} walkers)"),
         ]
         if self.reliable is not None:
             lines.append(f"  reliable         = {self.reliable}")
