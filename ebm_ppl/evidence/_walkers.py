@@ -29,7 +29,13 @@ def path_delta(state):
 
 @jax.jit
 def _evaluate_batch(path, xs):
-    return path.evaluate_batch(xs)
+    """The walkers' state at ``xs`` and whether the energy is finite at any of them (in the
+    same program: eagerly, the check compiled three more on a first call)."""
+    state = path.evaluate_batch(xs)
+    finite = jnp.isfinite(state.delta)
+    if hasattr(state, "u0"):
+        finite = finite & jnp.isfinite(state.u0)
+    return state, jnp.any(finite)
 
 
 def _sample_base(path, key, n):
@@ -47,14 +53,11 @@ def initial_state(path: LinearPath, key, n, sharding=None):
     if sharding is None:
         model = getattr(path, "target_data", None) is not None
         x0 = _sample_compiled(path, key, n) if model else path.sample_base(key, n)
-        state = _evaluate_batch(path, x0)
+        state, any_finite = _evaluate_batch(path, x0)
     else:  # drawn in place: each device makes only its own walkers (same values)
         x0 = sharded_jit(_sample_base, sharding, static_argnums=(2,))(path, key, n)
-        state = _evaluate_batch(path, x0)
-    finite = jnp.isfinite(state.delta)
-    if hasattr(state, "u0"):
-        finite = finite & jnp.isfinite(state.u0)
-    if not bool(jnp.any(finite)):
+        state, any_finite = _evaluate_batch(path, x0)
+    if not bool(any_finite):
         raise SamplingDivergedError("the energy is not finite at any draw from the reference")
     return state
 

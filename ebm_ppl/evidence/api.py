@@ -24,7 +24,7 @@ from ..sharding import check_divisible, num_shards, walker_sharding
 from ._model_result import with_model_data
 from ._pilot import pilot_run_reference
 from ._run import run
-from .options import DEFAULT_METHOD, METHODS, SPIN_METHODS, AnnealOptions, typed_key
+from .options import DEFAULT_METHOD, METHODS, SPIN_METHODS, AnnealOptions, split_key, typed_key
 from .paths import geometric_path, tempering_path
 from .reference import auto_reference
 from .result import EvidenceResult
@@ -161,7 +161,7 @@ def log_partition(potential_fn, *, key, reference=None, dim: int | None = None,
     check_positive("init_scale", init_scale)
     if reference is not None:
         _check_reference(reference, energy.dim)
-    key_ref, key_run = jax.random.split(typed_key(key))
+    key_ref, key_run = split_key(typed_key(key))
     with CompileClock() as clock:
         t0 = time.perf_counter()
         if reference is None:
@@ -207,7 +207,7 @@ def log_evidence(model, *model_args, key, method: str = DEFAULT_METHOD,
     check_divisible(int(opts.num_walkers), sharding)
     opts = _default_groups(opts, num_groups, sharding)
     check_model_data(model_args, model_kwargs)
-    key_model, key_run = jax.random.split(typed_key(key))
+    key_model, key_run = split_key(typed_key(key))
     with CompileClock() as clock:
         t0 = time.perf_counter()
         energy = energy_from_model(model, *model_args, key=key_model, **model_kwargs)

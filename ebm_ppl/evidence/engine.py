@@ -473,18 +473,25 @@ def initial_carry(state, g: int, dtype, beta0, log_step, key, *, pools: int = 1,
     or with ``pools=P > 1`` the pool-able layout (one row of N walkers, P per-group slots)
     whose Eves and ancestors index one pool (``pooled``) or each of the P groups."""
     n_total = int(jax.tree.leaves(state)[0].shape[0])
+    # the fields made by numpy and put on the device (jax.numpy compiled a program for each)
     if pools == 1:
-        return _Carry(state, jnp.zeros((g, n_total // g), dtype), jnp.zeros((g,), dtype),
-                      jnp.asarray(beta0, dtype), jnp.asarray(log_step, dtype), key,
-                      jnp.tile(jnp.arange(n_total // g, dtype=jnp.int32), (g, 1)),
-                      jnp.zeros((g,), jnp.int32), *_lag_init(g, n_total // g, dtype))
-    idx = jnp.asarray(np.arange(n_total) if pooled else
-                      np.tile(np.arange(n_total // pools), pools), jnp.int32)
-    return _Carry(state, jnp.zeros((1, n_total), dtype), jnp.zeros((pools,), dtype),
-                  jnp.asarray(beta0, dtype), jnp.asarray(log_step, dtype), key, idx[None],
-                  jnp.zeros((pools,), jnp.int32),
-                  jnp.tile(idx, (1, GENEALOGY_LAG, 1)), jnp.zeros((pools, GENEALOGY_LAG), bool),
-                  jnp.zeros((pools,), dtype), jnp.zeros((pools,), dtype))
+        n = n_total // g
+        log_w, log_z_acc, beta, step, eve, num_res = jax.device_put((
+            np.zeros((g, n), dtype), np.zeros((g,), dtype), np.asarray(beta0, dtype),
+            np.asarray(log_step, dtype), np.tile(np.arange(n, dtype=np.int32), (g, 1)),
+            np.zeros((g,), np.int32)))
+        return _Carry(state, log_w, log_z_acc, beta, step, key, eve, num_res,
+                      *_lag_init(g, n, dtype))
+    idx = (np.arange(n_total) if pooled else
+           np.tile(np.arange(n_total // pools), pools)).astype(np.int32)
+    log_w, log_z_acc, beta, step, eve, num_res, anc, anc_res, log_f_lag, log_f0 = \
+        jax.device_put((np.zeros((1, n_total), dtype), np.zeros((pools,), dtype),
+                        np.asarray(beta0, dtype), np.asarray(log_step, dtype), idx[None],
+                        np.zeros((pools,), np.int32), np.tile(idx, (1, GENEALOGY_LAG, 1)),
+                        np.zeros((pools, GENEALOGY_LAG), bool), np.zeros((pools,), dtype),
+                        np.zeros((pools,), dtype)))
+    return _Carry(state, log_w, log_z_acc, beta, step, key, eve, num_res, anc, anc_res,
+                  log_f_lag, log_f0)
 
 
 def all_walkers_died(stage: int, beta: float, deaths: int) -> SamplingDivergedError:
@@ -521,9 +528,11 @@ def anneal_output(carry: _Carry, history: dict, log_z0, increments=None,
 
 
 def _lag_init(g, n, dtype):
-    """The fixed-lag genealogy fields of a fresh `_Carry` (no generation passed yet)."""
-    return (jnp.tile(jnp.arange(n, dtype=jnp.int32), (g, GENEALOGY_LAG, 1)),
-            jnp.zeros((g, GENEALOGY_LAG), bool), jnp.zeros((g,), dtype), jnp.zeros((g,), dtype))
+    """The fixed-lag genealogy fields of a fresh `_Carry` (no generation passed yet; made by
+    numpy and put on the device, which compiles nothing)."""
+    return jax.device_put((np.tile(np.arange(n, dtype=np.int32), (g, GENEALOGY_LAG, 1)),
+                           np.zeros((g, GENEALOGY_LAG), bool), np.zeros((g,), dtype),
+                           np.zeros((g,), dtype)))
 
 
 @jax.jit

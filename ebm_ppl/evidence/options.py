@@ -13,6 +13,7 @@ compilation cache.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -201,6 +202,13 @@ class AnnealOptions:
         cap or progress output share one compiled program."""
         return (self.num_moves, self.resample_threshold, self.target_accept, self.step_jitter,
                 self.adapt_gain, self.resampling)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def split_key(key, num: int = 2) -> tuple:
+    """``tuple(jax.random.split(key, num))`` (the same keys) as one compiled program: eagerly,
+    the split and the unstacking each compiled a program on a first call."""
+    return tuple(jax.random.split(key, num))
 
 
 def typed_key(key):
