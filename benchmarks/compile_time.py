@@ -12,7 +12,10 @@ compile events, ``jax.monitoring``), the number of XLA compilations, and the run
 (wall - compile). Self-contained (own listener), so it also runs on older versions of the code
 for a before/after comparison:
 
-    PYTHONPATH=$PWD python benchmarks/compile_time.py [--label NAME] [--walkers N]
+    PYTHONPATH=$PWD python benchmarks/compile_time.py [--label NAME] [--walkers N] [--no-bias-check]
+
+``--no-bias-check`` passes ``bias_check=False`` (no bias probe: the first call's compile is then
+the run's own programs).
 """
 
 from __future__ import annotations
@@ -79,6 +82,8 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--label", default="")
     p.add_argument("--walkers", type=int, default=4096)
+    p.add_argument("--no-bias-check", action="store_true",
+                   help="bias_check=False (default: the option's default)")
     args = p.parse_args()
     x, y = data(0)
     x2, y2 = data(1)
@@ -88,11 +93,14 @@ def main():
     for name, (xs, ys), seed in calls:
         res, row = timed(functools.partial(
             ep.log_evidence, regression, xs, y=ys, key=jax.random.key(seed),
-            num_walkers=args.walkers, progress_bar=False))
+            num_walkers=args.walkers, progress_bar=False,
+            **(dict(bias_check=False) if args.no_bias_check else {})))
         row.update(call=name, log_z=round(float(res.log_z), 4))
         rows.append(row)
         print(json.dumps(row), flush=True)
-    print(json.dumps(dict(label=args.label, first_compile=rows[0]["compile"],
+    print(json.dumps(dict(label=args.label, bias_check=not args.no_bias_check,
+                          first_compile=rows[0]["compile"],
+                          first_num_compiles=rows[0]["num_compiles"],
                           second_wall_over_run=round(rows[1]["wall"] / max(rows[1]["run"], 1e-9),
                                                      2))))
 
