@@ -342,9 +342,11 @@ def anneal_batch(keys, state, *, move, schedule, options: AnnealOptions, log_z0:
     layout = _pool_layout(n_total, g, pools, pooled, moves, options.num_moves)
     one = initial_carry(_take(state, 0), g, dtype, 0.0 if betas is None else betas[0], 0.0,
                         keys[0], pools=pools, pooled=pooled)
-    carry = jax.tree.map(lambda a: jnp.broadcast_to(a, (size,) + jnp.shape(a)), one)._replace(
-        state=state, log_step=jnp.asarray(np.log(np.asarray(step_sizes, np.float64)), dtype),
-        key=keys)
+    # K copies made by numpy (eager jax.numpy compiles a program per field on a first call)
+    tiled = {f: jax.device_put(np.broadcast_to(np.asarray(a), (size,) + np.shape(a)))
+             for f, a in one._asdict().items() if f not in ("state", "log_step", "key")}
+    carry = one._replace(**tiled, state=state, key=keys, log_step=jax.device_put(
+        np.log(np.asarray(step_sizes, np.float64)).astype(dtype)))
     done = np.zeros(size, bool)
     stages = np.zeros(size, int)
     errors: dict = {}
@@ -357,9 +359,9 @@ def anneal_batch(keys, state, *, move, schedule, options: AnnealOptions, log_z0:
                 target, use_target = betas[stage + 1], True
             else:
                 target, use_target = 1.0, stage >= options.max_stages - 1
-            carry, rec = _batch_stage(carry, jnp.asarray(done), jnp.asarray(target, dtype),
-                                      jnp.asarray(use_target),
-                                      jnp.asarray(options.adapt_step_size), move, static,
+            carry, rec = _batch_stage(carry, np.asarray(done), np.asarray(target, dtype),
+                                      np.asarray(use_target),
+                                      np.asarray(options.adapt_step_size), move, static,
                                       layout)
             rec = to_host(rec)
             records.append(rec)

@@ -425,8 +425,9 @@ def anneal(key, state, *, delta_fn: Callable, move: Callable, schedule,
                 if beta >= 1.0:
                     break
                 target, use_target = 1.0, stage >= max_stages - 1
-            carry, rec, extra = _stage(carry, jnp.asarray(target, dtype), jnp.asarray(use_target),
-                                       jnp.asarray(options.adapt_step_size), move, delta_fn,
+            # numpy scalars: jnp.asarray would compile a conversion program on a first call
+            carry, rec, extra = _stage(carry, np.asarray(target, dtype), np.asarray(use_target),
+                                       np.asarray(options.adapt_step_size), move, delta_fn,
                                        static, **layout)
             rec = to_host(rec)  # jax.device_get, also when the walkers span processes
             records.append(rec)
