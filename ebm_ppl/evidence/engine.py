@@ -37,6 +37,10 @@ the final weights summed per Eve into ``Var(Z_hat) / Z^2``. With ``num_groups > 
 form independent groups (resampling never mixes them: cheaper when the groups line up with
 devices); each group's genealogy gives its own variance and the groups' spread is a second,
 independent check. The schedule and step are shared.
+``anneal(pools=P)`` compiles a pool-able stage instead: the walkers in one row with P
+per-group slots, run as one pool or as P independent groups by a traced flag, with a traced
+number of moves per stage, so that one compiled program serves the main run (one pool) and
+its bias probe (P groups, fewer moves); each layout gives the numbers of the ordinary one.
 Memory is O(N x dim); histories are O(stages) scalars (plus, with ``record_increments``, the
 per-stage increments used by the BAR check).
 """
@@ -135,10 +139,6 @@ def genealogy_log_z_se(group_log_z, group_rel_var) -> float:
         return float("inf")
     z = np.exp(g - top)
     return float(np.sqrt(np.sum(rv * z * z)) / np.sum(z))
-
-
-def _global_log_w(carry):
-    return (carry.log_w + carry.log_z_acc[:, None]).reshape(-1)
 
 
 class _Static(NamedTuple):
