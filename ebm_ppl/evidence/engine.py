@@ -277,13 +277,11 @@ def _stage(carry: _Carry, beta_target, use_target, adapt_on, move, delta_fn, sta
         return _resample_groups(c, c.log_w, k_res, resample_threshold, resampling)
 
     mid, parent, resampled = _by_layout(resample, carry._replace(log_w=log_w), pooled)
-    if _poolable(carry):  # one pool: its row, repeated P times
+    if _poolable(carry):  # one pool's row comes back repeated P times; one gather
         num_resampled = jnp.where(pooled, jnp.sum(resampled[:1]), jnp.sum(resampled))
-    else:
-        num_resampled = jnp.sum(resampled)
-    if _poolable(carry):  # one gather of the walkers, whatever the grouping
         state = jax.tree.map(lambda a: a[parent], carry.state)
     else:
+        num_resampled = jnp.sum(resampled)
         state = jax.tree.map(lambda a: _group_gather(a, parent.reshape(g, n) % n),
                              carry.state)
     state = constrain_walkers(state, static.sharding, g * n)
@@ -465,34 +463,31 @@ def _pool_layout(n_total: int, g: int, pools: int, pooled: bool, moves, num_move
     moves = num_moves if moves is None else int(moves)
     if not 1 <= moves <= num_moves:
         raise ValueError(f"moves={moves} must be between 1 and num_moves={num_moves}")
-    return dict(pooled=jnp.asarray(bool(pooled)), moves_run=jnp.asarray(moves, jnp.int32))
+    return dict(pooled=np.asarray(bool(pooled)), moves_run=np.asarray(moves, np.int32))
 
 
 def initial_carry(state, g: int, dtype, beta0, log_step, key, *, pools: int = 1,
                   pooled: bool = True) -> _Carry:
     """The carry before the first stage: ``g`` groups of N / g walkers (the ordinary layout),
     or with ``pools=P > 1`` the pool-able layout (one row of N walkers, P per-group slots)
-    whose Eves and ancestors index one pool (``pooled``) or each of the P groups."""
+    whose Eves and ancestors index one pool (``pooled``) or each of the P groups. Made by
+    numpy and put on the device (jax.numpy compiled a program for each field)."""
     n_total = int(jax.tree.leaves(state)[0].shape[0])
-    # the fields made by numpy and put on the device (jax.numpy compiled a program for each)
     if pools == 1:
-        n = n_total // g
-        log_w, log_z_acc, beta, step, eve, num_res = jax.device_put((
-            np.zeros((g, n), dtype), np.zeros((g,), dtype), np.asarray(beta0, dtype),
-            np.asarray(log_step, dtype), np.tile(np.arange(n, dtype=np.int32), (g, 1)),
-            np.zeros((g,), np.int32)))
-        return _Carry(state, log_w, log_z_acc, beta, step, key, eve, num_res,
-                      *_lag_init(g, n, dtype))
-    idx = (np.arange(n_total) if pooled else
-           np.tile(np.arange(n_total // pools), pools)).astype(np.int32)
-    log_w, log_z_acc, beta, step, eve, num_res, anc, anc_res, log_f_lag, log_f0 = \
-        jax.device_put((np.zeros((1, n_total), dtype), np.zeros((pools,), dtype),
-                        np.asarray(beta0, dtype), np.asarray(log_step, dtype), idx[None],
-                        np.zeros((pools,), np.int32), np.tile(idx, (1, GENEALOGY_LAG, 1)),
-                        np.zeros((pools, GENEALOGY_LAG), bool), np.zeros((pools,), dtype),
-                        np.zeros((pools,), dtype)))
-    return _Carry(state, log_w, log_z_acc, beta, step, key, eve, num_res, anc, anc_res,
-                  log_f_lag, log_f0)
+        slots, eve = g, np.tile(np.arange(n_total // g), (g, 1))
+    else:
+        slots = pools
+        eve = (np.arange(n_total) if pooled else
+               np.tile(np.arange(n_total // pools), pools))[None]
+    eve = eve.astype(np.int32)
+    fields = jax.device_put((
+        np.zeros(eve.shape, dtype), np.zeros((slots,), dtype), np.asarray(beta0, dtype),
+        np.asarray(log_step, dtype), eve, np.zeros((slots,), np.int32),
+        np.tile(eve[:, None, :], (1, GENEALOGY_LAG, 1)),  # no generation passed yet
+        np.zeros((slots, GENEALOGY_LAG), bool), np.zeros((slots,), dtype),
+        np.zeros((slots,), dtype)))
+    log_w, log_z_acc, beta, step = fields[:4]
+    return _Carry(state, log_w, log_z_acc, beta, step, key, *fields[4:])
 
 
 def all_walkers_died(stage: int, beta: float, deaths: int) -> SamplingDivergedError:
@@ -510,7 +505,7 @@ def anneal_output(carry: _Carry, history: dict, log_z0, increments=None,
     batched runs)."""
     if _poolable(carry):
         (log_weights, log_z, ancestors), (glz, rel_var, rel_var_lag) = to_host(
-            _pool_output(carry, jnp.asarray(bool(pooled)), log_z0))
+            _pool_output(carry, np.asarray(bool(pooled)), log_z0))
         if pooled:  # one pool: its row of the per-group results
             glz, rel_var, rel_var_lag = glz[:1], rel_var[:1], rel_var_lag[:1]
             if "mean_delta" in history:
@@ -526,14 +521,6 @@ def anneal_output(carry: _Carry, history: dict, log_z0, increments=None,
         group_rel_var=np.asarray(rel_var, float), log_z_se=genealogy_log_z_se(glz, rel_var),
         num_ancestors=int(ancestors), group_rel_var_lag=np.asarray(rel_var_lag, float),
         log_z_se_lag=genealogy_log_z_se(glz, rel_var_lag))
-
-
-def _lag_init(g, n, dtype):
-    """The fixed-lag genealogy fields of a fresh `_Carry` (no generation passed yet; made by
-    numpy and put on the device, which compiles nothing)."""
-    return jax.device_put((np.tile(np.arange(n, dtype=np.int32), (g, GENEALOGY_LAG, 1)),
-                           np.zeros((g, GENEALOGY_LAG), bool), np.zeros((g,), dtype),
-                           np.zeros((g,), dtype)))
 
 
 @jax.jit
