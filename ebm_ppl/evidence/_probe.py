@@ -26,38 +26,41 @@ from .engine import anneal
 from .options import AnnealOptions
 from .schedules import stage_cap_message
 
-__all__ = ["PROBE_FRACTION", "MIN_ANCESTORS", "shares_programs", "run_probe", "effort_trend",
-           "verdict"]
+__all__ = ["PROBE_FRACTION", "MIN_ANCESTORS", "shares_programs", "probe_setup", "run_probe",
+           "effort_trend", "verdict"]
 
 PROBE_FRACTION = 4  # the bias probe anneals num_walkers / 4 walkers
 MIN_ANCESTORS = 50  # fewer Eves with weight: the full genealogy variance is not trusted
 
 
 def shares_programs(opts: AnnealOptions, n: int) -> bool:
-    """Whether the run with these options has a bias probe that runs in its own compiled
-    programs (the main run then compiles its pool-able stage: ``anneal(pools=4)``)."""
+    """Whether the run with these options has a bias probe that runs in the main run's
+    compiled programs (the main run then compiles its pool-able stage: ``anneal(pools=4)``)."""
     return (bool(opts.bias_check) and opts.method != "ti" and not opts.spins
             and int(opts.num_groups) == 1 and n % PROBE_FRACTION == 0
             and n >= 2 * PROBE_FRACTION and int(opts.num_moves) % PROBE_FRACTION == 0)
 
 
-def run_probe(path, key, n, sched, step_size, move, opts: AnnealOptions):
-    """A run at a quarter of the effort (same schedule rule and initial step) for the effort
-    trend of `effort_trend`: 4 independent pools of ``n / 4`` walkers with a quarter of the
-    moves per stage in the main run's programs (`shares_programs`), or else one pool of
-    ``n / 4`` walkers with the main run's moves."""
-    k_init, k_run = jax.random.split(key)
+def probe_setup(opts: AnnealOptions, n: int) -> tuple[int, dict]:
+    """The probe's walkers and its `anneal` options (for `run_probe` and the batched runs):
+    4 independent pools of ``n / 4`` walkers with a quarter of the moves per stage in the
+    main run's programs (`shares_programs`), or else one pool of ``n / 4`` walkers with the
+    main run's moves."""
     if shares_programs(opts, n):
-        state = initial_state(path, k_init, n)
-        return anneal(k_run, state, delta_fn=path_delta, move=move, schedule=sched,
-                      options=opts, step_size=step_size, desc="bias probe",
-                      pools=PROBE_FRACTION, pooled=False,
-                      moves=int(opts.num_moves) // PROBE_FRACTION)
+        return n, dict(options=opts, pools=PROBE_FRACTION, pooled=False,
+                       moves=int(opts.num_moves) // PROBE_FRACTION)
     m = max(n // PROBE_FRACTION, 2)
-    state = initial_state(path, k_init, m)
+    return m, dict(options=opts.replace(num_walkers=m, num_groups=1, bar=False))
+
+
+def run_probe(path, key, n, sched, step_size, move, opts: AnnealOptions):
+    """A run at a quarter of the effort (`probe_setup`; same schedule rule and initial
+    step) for the effort trend of `effort_trend`."""
+    k_init, k_run = jax.random.split(key)
+    walkers, setup = probe_setup(opts, n)
+    state = initial_state(path, k_init, walkers)
     return anneal(k_run, state, delta_fn=path_delta, move=move, schedule=sched,
-                  options=opts.replace(num_walkers=m, num_groups=1, bar=False),
-                  step_size=step_size, desc="bias probe")
+                  step_size=step_size, desc="bias probe", **setup)
 
 
 def _probe_estimate(probe):

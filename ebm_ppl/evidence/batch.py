@@ -38,7 +38,7 @@ from ..energy import energy_from_model
 from ..errors import SamplingDivergedError, check_model_data
 from ..sharding import to_host
 from ._model_result import with_model_data
-from ._probe import PROBE_FRACTION, shares_programs
+from ._probe import PROBE_FRACTION, probe_setup, shares_programs
 from ._run import finish, move_for, schedule_for
 from ._walkers import initial_step, path_delta
 from .engine import (_pool_layout, _progress, _stage, _Static, all_walkers_died,
@@ -267,8 +267,7 @@ def _run_batch(batched, paths, key_runs, opts: AnnealOptions) -> _Runs:
         else:
             steps.append(opts.step_size)
     move = move_for(batched, opts)
-    shared = shares_programs(opts, n)
-    pools = PROBE_FRACTION if shared else 1
+    pools = PROBE_FRACTION if shares_programs(opts, n) else 1
     outs = anneal_batch(split[:, 1], state, move=move, schedule=sched, options=opts,
                         log_z0=batched.log_z0, step_sizes=steps, desc=f"log Z x{size} "
                         f"({opts.method})", pools=pools)
@@ -278,18 +277,10 @@ def _run_batch(batched, paths, key_runs, opts: AnnealOptions) -> _Runs:
     probes: list = [None] * size
     if opts.bias_check:  # as _probe.run_probe, for each data set
         pkeys = jax.vmap(lambda k: jax.random.split(jax.random.fold_in(k, 15)))(key_runs)
-        if shared:
-            pstate = _initial_states(batched, pkeys[:, 0], n)
-            probes = anneal_batch(pkeys[:, 1], pstate, move=move, schedule=sched, options=opts,
-                                  log_z0=0.0, step_sizes=steps, desc="bias probes",
-                                  pools=pools, pooled=False,
-                                  moves=int(opts.num_moves) // PROBE_FRACTION)
-        else:
-            m = max(n // PROBE_FRACTION, 2)
-            pstate = _initial_states(batched, pkeys[:, 0], m)
-            probes = anneal_batch(pkeys[:, 1], pstate, move=move, schedule=sched,
-                                  options=opts.replace(num_walkers=m, num_groups=1, bar=False),
-                                  log_z0=0.0, step_sizes=steps, desc="bias probes")
+        walkers, setup = probe_setup(opts, n)
+        pstate = _initial_states(batched, pkeys[:, 0], walkers)
+        probes = anneal_batch(pkeys[:, 1], pstate, move=move, schedule=sched, log_z0=0.0,
+                              step_sizes=steps, desc="bias probes", **setup)
     runs = _Runs((key_runs[k], _take(state, k), outs[k], probes[k], steps[k])
                  for k in range(size))
     runs.sched, runs.t0 = sched, t0
