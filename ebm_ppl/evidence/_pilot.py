@@ -33,6 +33,6 @@ def pilot_run_reference(energy, key, broad, info, opts: AnnealOptions):
                                         num_components=k, seed=seed)
     info = dict(info, kind="auto (pilot)", pilot_walkers=n_pilot, pilot_log_z=pilot.log_z,
                 pilot_gradient_evals=pilot.num_gradient_evals, pilot_components=fitted,
-                defensive_weight=fitted["defensive_weight"],
+                defensive_weight=fitted["defensive_weight"], defensive_df=fitted["defensive_df"],
                 num_gradient_evals=int(info["num_gradient_evals"]) + pilot.num_gradient_evals)
     return reference, info
