@@ -76,7 +76,8 @@ def log_partition(potential_fn, *, key, reference=None, dim: int | None = None,
             builds a Gaussian mixture over the modes a multi-start L-BFGS finds (``num_starts``
             starts from N(0, init_scale^2 I)); when no mode qualifies (e.g. Neal's funnel), a
             diagonal Gaussian mixture fitted to a pilot annealing of ``num_walkers / 16``
-            walkers (at least 256) from N(0, init_scale^2 I). What was built, and the
+            walkers (at least 256) from N(0, init_scale^2 I), with a multivariate Cauchy of
+            the same location and scale as its defensive component. What was built, and the
             gradients it cost (included in ``num_gradient_evals``), are in
             ``result.reference_info``.
         method: "hmc" (default: most accurate per gradient in ``benchmarks/RESULTS.md``),
