@@ -61,9 +61,8 @@ from ..compilation import compiled_postfix
 from ..errors import SamplingDivergedError
 from ..sharding import constrain_walkers, sharding_of, to_host
 from .options import AnnealOptions
-from .resampling import (coalescence_log_factors, ess_fraction,
-                         genealogy_relative_variance, log_mean_exp, normalize_log_weights,
-                         relative_variance_from_log_factors, resample_if)
+from .resampling import (coalescence_log_factors, ess_fraction, log_mean_exp,
+                         normalize_log_weights, resample_if)
 from .schedules import Adaptive, increment, next_beta
 
 Array = jax.Array
@@ -502,18 +501,25 @@ def anneal_output(carry: _Carry, history: dict, log_z0, increments=None,
                   pooled: bool = True) -> AnnealOutput:
     """A finished run's result from its final carry and per-stage history: eq. 104's log Z
     from the final weights, per-group log Z and the genealogy variances (`anneal` and the
-    batched runs)."""
-    if _poolable(carry):
-        (log_weights, log_z, ancestors), (glz, rel_var, rel_var_lag) = to_host(
-            _pool_output(carry, np.asarray(bool(pooled)), log_z0))
-        if pooled:  # one pool: its row of the per-group results
-            glz, rel_var, rel_var_lag = glz[:1], rel_var[:1], rel_var_lag[:1]
+    batched runs). Computed by numpy on the host from the small final carry (as
+    `_final_weights` and `_genealogy`; a compiled program for it was ~10% of a first call's
+    compile time, for a millisecond of work)."""
+    log_w, log_z_acc, eve, num_res, anc, anc_res, log_f_lag, log_f0 = to_host(
+        (carry.log_w, carry.log_z_acc, carry.eve, carry.num_res, carry.anc, carry.anc_res,
+         carry.log_f_lag, carry.log_f0))
+    if log_w.shape[0] == 1 and log_z_acc.shape[0] > 1:  # pool-able: one pool or P groups
+        if pooled:  # one pool: the per-group fields' first entry
+            log_z_acc, num_res, anc_res, log_f_lag, log_f0 = (
+                log_z_acc[:1], num_res[:1], anc_res[:1], log_f_lag[:1], log_f0[:1])
             if "mean_delta" in history:
                 history = dict(history, mean_delta=history["mean_delta"][:, :1])
-    else:
-        glz, log_weights, log_z = _final_weights(carry.log_w, carry.log_z_acc, log_z0)
-        glz = to_host(glz)
-        rel_var, ancestors, rel_var_lag = to_host(_genealogy(carry))
+        else:  # as `_view`: P groups of N / P walkers
+            p, (_, lag, n) = log_z_acc.shape[0], anc.shape
+            log_w, eve = log_w.reshape(p, n // p), eve.reshape(p, n // p)
+            anc = anc.reshape(lag, p, n // p).transpose(1, 0, 2)
+    glz, log_weights, log_z = _final_weights(log_w, log_z_acc, log_z0)
+    rel_var, ancestors, rel_var_lag = _genealogy(log_w, eve, num_res, anc, anc_res, log_f_lag,
+                                                 log_f0)
     return AnnealOutput(
         state=carry.state, log_weights=log_weights,
         log_z=float(log_z), group_log_z=glz, history=history, increments=increments,
@@ -523,43 +529,69 @@ def anneal_output(carry: _Carry, history: dict, log_z0, increments=None,
         log_z_se_lag=genealogy_log_z_se(glz, rel_var_lag))
 
 
-@jax.jit
+def _np_logsumexp(a, axis=-1, keepdims=False):
+    """`jax.scipy.special.logsumexp` in numpy, the same steps (max shifted out, a non-finite
+    max replaced by 0)."""
+    amax = np.max(a, axis=axis, keepdims=True)
+    amax = np.where(np.isfinite(amax), amax, np.zeros((), a.dtype))
+    with np.errstate(divide="ignore"):
+        out = np.log(np.sum(np.exp(a - amax), axis=axis, keepdims=True)) + amax
+    return out if keepdims else np.squeeze(out, axis=axis)
+
+
+def _np_log_mean_exp(a, axis=-1):
+    return _np_logsumexp(a, axis=axis) - np.log(np.asarray(a.shape[axis], a.dtype))
+
+
 def _final_weights(log_w, log_z_acc, log_z0):
-    """Per-group log Z, the walkers' global log weights and log Z, all with ``log_z0``: one
-    compiled program (eagerly, these were a dozen single operations, each compiled on a
-    first call: ~5% of a first call's compile time)."""
+    """Per-group log Z, the walkers' global log weights and log Z, all with ``log_z0``
+    (numpy, in the weights' dtype)."""
+    log_z0 = np.asarray(log_z0, log_w.dtype)
     log_weights = (log_w + log_z_acc[:, None]).reshape(-1) + log_z0
-    return group_log_z(log_w, log_z_acc) + log_z0, log_weights, log_mean_exp(log_weights)
+    glz = log_z_acc + _np_log_mean_exp(log_w) + log_z0
+    return glz, log_weights, _np_log_mean_exp(log_weights)
 
 
-@jax.jit
-def _pool_output(carry, pooled, log_z0):
-    """`_final_weights` and `_genealogy` of a pool-able carry, as one pool or P groups."""
-    def fn(c):
-        glz, log_weights, log_z = _final_weights(c.log_w, c.log_z_acc, log_z0)
-        rel_var, ancestors, rel_var_lag = _genealogy(c)
-        return c, (log_weights, log_z, ancestors), (glz, rel_var, rel_var_lag)
-
-    _, per_walker, per_group = _by_layout(fn, carry, pooled)
-    return per_walker, per_group
+def _np_normalized_weights(log_w):
+    """Normalized weights of one group (as `genealogy_relative_variance`) and whether every
+    weight is zero."""
+    dead = not np.isfinite(_np_logsumexp(log_w))
+    safe = np.zeros_like(log_w) if dead else log_w
+    return np.exp(safe - _np_logsumexp(safe, keepdims=True)), dead
 
 
-@jax.jit
-def _genealogy(carry):
+def _np_log_ratio(n, dtype):
+    return np.log(np.asarray(n / (n - 1.0), dtype))
+
+
+def _genealogy(log_w, eve, num_res, anc, anc_res, log_f_lag, log_f0):
     """Per-group genealogy variance (Lee & Whiteley), the number of Eves whose descendants
     carry weight, and the fixed-lag variance (Olsson & Douc) floored by the ideal-mixing one:
     the generations the stages have not read yet (the last L) are read from the final
-    walkers, with the final weights' own factor."""
-    log_w, eve = carry.log_w, carry.eve
-    rel_var = jax.vmap(genealogy_relative_variance)(log_w, eve, carry.num_res)
-    lf = jax.vmap(coalescence_log_factors)(log_w, carry.anc)
-    lag = carry.log_f_lag + lf[:, 0] + jnp.sum(jnp.where(carry.anc_res, lf[:, 1:], 0.0), axis=1)
-    rel_var_lag = jnp.maximum(relative_variance_from_log_factors(lag[:, None]),
-                              relative_variance_from_log_factors((carry.log_f0 + lf[:, 0])[:, None]))
-    n = log_w.shape[-1]
-    w = jnp.where(jnp.isfinite(log_w), 1.0, 0.0)
-    mass = jax.vmap(lambda wi, e: jax.ops.segment_sum(wi, e, num_segments=n))(w, eve)
-    return rel_var, jnp.sum(mass > 0), rel_var_lag
+    walkers, with the final weights' own factor. Numpy on the host, as
+    `genealogy_relative_variance` and `coalescence_log_factors` per group."""
+    g, n = log_w.shape
+    dtype = log_w.dtype
+    rel_var, lf = np.empty(g, dtype), np.empty((g, anc.shape[1] + 1), dtype)
+    for i in range(g):
+        w, dead = _np_normalized_weights(log_w[i])
+        s = np.bincount(eve[i], weights=w, minlength=n).astype(dtype)
+        c = np.exp(np.asarray(num_res[i] + 1, dtype) * _np_log_ratio(n, dtype))
+        rel_var[i] = np.inf if dead else 1.0 - c * (1.0 - np.sum(s * s))
+        sums = np.stack([np.bincount(a, weights=w, minlength=n).astype(dtype)
+                         for a in anc[i]])
+        cj = np.concatenate([np.sum(w * w)[None], np.sum(sums * sums, axis=-1)])
+        with np.errstate(divide="ignore"):
+            log_free = np.log(np.clip(1.0 - cj, 0.0, 1.0))
+        prev = np.concatenate([np.zeros((1,), dtype), log_free[:-1]])
+        value = _np_log_ratio(n, dtype) + log_free - np.where(np.isfinite(prev), prev, 0.0)
+        lf[i] = -np.inf if dead else value
+    lag = log_f_lag + lf[:, 0] + np.sum(np.where(anc_res, lf[:, 1:], 0.0), axis=1)
+    rel_var_lag = np.maximum(-np.expm1(lag), -np.expm1(log_f0 + lf[:, 0]))
+    alive = np.isfinite(log_w)
+    ancestors = sum(int(np.count_nonzero(np.bincount(eve[i][alive[i]], minlength=n)))
+                    for i in range(g))
+    return rel_var, ancestors, rel_var_lag
 
 
 def _progress(enabled, desc, total):
