@@ -53,10 +53,11 @@ def probe_setup(opts: AnnealOptions, n: int) -> tuple[int, dict]:
     return m, dict(options=opts.replace(num_walkers=m, num_groups=1, bar=False))
 
 
-def run_probe(path, key, n, sched, step_size, move, opts: AnnealOptions):
+def run_probe(path, keys, n, sched, step_size, move, opts: AnnealOptions):
     """A run at a quarter of the effort (`probe_setup`; same schedule rule and initial
-    step) for the effort trend of `effort_trend`."""
-    k_init, k_run = jax.random.split(key)
+    step) for the effort trend of `effort_trend`, from its keys (initial draws, run: the
+    last two of `options.run_keys`)."""
+    k_init, k_run = keys
     walkers, setup = probe_setup(opts, n)
     state = initial_state(path, k_init, walkers)
     return anneal(k_run, state, delta_fn=path_delta, move=move, schedule=sched,

@@ -24,7 +24,7 @@ from ._probe import (MIN_ANCESTORS, PROBE_FRACTION, effort_trend, run_probe,
 from ._walkers import initial_state, initial_step, path_delta, samples
 from .bar import bar_log_z
 from .engine import GENEALOGY_LAG, anneal
-from .options import AnnealOptions, split_key, typed_key
+from .options import AnnealOptions, run_keys, split_key, typed_key
 from .resampling import ess_fraction, log_mean_exp, systematic_resample
 from .result import EvidenceResult, group_standard_error
 from .schedules import as_schedule, power, stage_cap_message
@@ -60,7 +60,7 @@ def run(path, key, opts: AnnealOptions, *, reference="uniform", reference_info=N
     if opts.spins:  # the key split of the spin driver of earlier releases (same numbers)
         (key_init, key_fwd), key_rev = split_key(typed_key(key)), None
     else:
-        key_init, key_fwd, key_rev = split_key(key, 3)
+        key_init, key_fwd, key_rev = run_keys(key)[:3]
     state = initial_state(path, key_init, n, sharding)
     grads = 0 if opts.spins else n + int(reference_info.get("num_gradient_evals", 0))
     if method == "is":
@@ -136,8 +136,7 @@ def finish(path, key, opts: AnnealOptions, state, out, sched, step_size, move, g
     if opts.bias_check and method != "ti":
         try:
             if probe is None:
-                probe = run_probe(path, jax.random.fold_in(key, 15), n, sched, step_size, move,
-                                  opts)
+                probe = run_probe(path, run_keys(key)[3:], n, sched, step_size, move, opts)
             elif isinstance(probe, SamplingDivergedError):
                 raise probe
         except SamplingDivergedError as err:  # a small probe can die where the run did not

@@ -43,7 +43,7 @@ from ._run import finish, move_for, schedule_for
 from ._walkers import initial_step, path_delta
 from .engine import (_pool_layout, _progress, _stage, _Static, all_walkers_died,
                      anneal_output, initial_carry)
-from .options import DEFAULT_METHOD, AnnealOptions, typed_key
+from .options import DEFAULT_METHOD, AnnealOptions, run_keys, typed_key
 from .paths import tempering_path
 from .schedules import Adaptive
 
@@ -231,6 +231,9 @@ class _Runs(list):
     t0: float = 0.0
 
 
+_batch_run_keys = jax.jit(jax.vmap(run_keys))  # K data sets' `run_keys`, one program
+
+
 @functools.partial(jax.jit, static_argnums=2)
 def _initial_batch(path, keys, n):
     """K sets of ``n`` prior draws with U_0, V and gradients, one data set after another in
@@ -256,8 +259,8 @@ def _run_batch(batched, paths, key_runs, opts: AnnealOptions) -> _Runs:
     t0 = time.perf_counter()
     n = int(opts.num_walkers)
     size = len(paths)
-    split = jax.vmap(lambda k: jax.random.split(k, 3))(key_runs)
-    state = _initial_states(batched, split[:, 0], n)
+    split = _batch_run_keys(key_runs)  # each data set's keys, as `_run.run` derives them
+    state = _initial_states(batched, split[0], n)
     sched = schedule_for(opts)
     steps = []
     for k, path in enumerate(paths):
@@ -268,7 +271,7 @@ def _run_batch(batched, paths, key_runs, opts: AnnealOptions) -> _Runs:
             steps.append(opts.step_size)
     move = move_for(batched, opts)
     pools = PROBE_FRACTION if shares_programs(opts, n) else 1
-    outs = anneal_batch(split[:, 1], state, move=move, schedule=sched, options=opts,
+    outs = anneal_batch(split[1], state, move=move, schedule=sched, options=opts,
                         log_z0=batched.log_z0, step_sizes=steps, desc=f"log Z x{size} "
                         f"({opts.method})", pools=pools)
     failed = [k for k, o in enumerate(outs) if isinstance(o, SamplingDivergedError)]
@@ -276,10 +279,9 @@ def _run_batch(batched, paths, key_runs, opts: AnnealOptions) -> _Runs:
         raise SamplingDivergedError(f"data set(s) {failed}: {outs[failed[0]]}")
     probes: list = [None] * size
     if opts.bias_check:  # as _probe.run_probe, for each data set
-        pkeys = jax.vmap(lambda k: jax.random.split(jax.random.fold_in(k, 15)))(key_runs)
         walkers, setup = probe_setup(opts, n)
-        pstate = _initial_states(batched, pkeys[:, 0], walkers)
-        probes = anneal_batch(pkeys[:, 1], pstate, move=move, schedule=sched, log_z0=0.0,
+        pstate = _initial_states(batched, split[3], walkers)
+        probes = anneal_batch(split[4], pstate, move=move, schedule=sched, log_z0=0.0,
                               step_sizes=steps, desc="bias probes", **setup)
     runs = _Runs((key_runs[k], _take(state, k), outs[k], probes[k], steps[k])
                  for k in range(size))

@@ -211,6 +211,20 @@ def split_key(key, num: int = 2) -> tuple:
     return tuple(jax.random.split(key, num))
 
 
+PROBE_KEY_DATA = 15  # the bias probe's key: ``fold_in(run key, 15)``, split into (init, run)
+
+
+@jax.jit
+def run_keys(key) -> tuple:
+    """The keys of one annealing run from its key, as one compiled program (eagerly, the
+    probe's fold-in, split and unstacking compiled four programs on a first call): the
+    initial draws', the forward pass's and the reverse pass's (``split(key, 3)``), then the
+    bias probe's initial draws' and run's (``split(fold_in(key, 15))``)."""
+    key_init, key_fwd, key_rev = jax.random.split(key, 3)
+    probe_init, probe_run = jax.random.split(jax.random.fold_in(key, PROBE_KEY_DATA))
+    return key_init, key_fwd, key_rev, probe_init, probe_run
+
+
 def typed_key(key):
     """A new-style typed key from a typed key or raw uint32 key data (validated)."""
     key = check_key(key)
