@@ -59,7 +59,7 @@ def run_probe(path, keys, n, sched, step_size, move, opts: AnnealOptions):
     last two of `options.run_keys`)."""
     k_init, k_run = keys
     walkers, setup = probe_setup(opts, n)
-    state = initial_state(path, k_init, walkers)
+    state = initial_state(path, k_init, walkers, precondition=opts.precondition)
     return anneal(k_run, state, delta_fn=path_delta, move=move, schedule=sched,
                   step_size=step_size, desc="bias probe", **setup)
 

@@ -21,7 +21,7 @@ from ..sharding import to_host
 from . import moves as _moves
 from ._probe import (MIN_ANCESTORS, PROBE_FRACTION, effort_trend, run_probe,
                      shares_programs, verdict)
-from ._walkers import initial_state, initial_step, path_delta, samples
+from ._walkers import initial_step, initial_walkers, path_delta, samples
 from .bar import bar_log_z
 from .engine import GENEALOGY_LAG, anneal
 from .options import AnnealOptions, run_keys, split_key, typed_key
@@ -61,7 +61,7 @@ def run(path, key, opts: AnnealOptions, *, reference="uniform", reference_info=N
         (key_init, key_fwd), key_rev = split_key(typed_key(key)), None
     else:
         key_init, key_fwd, key_rev = run_keys(key)[:3]
-    state = initial_state(path, key_init, n, sharding)
+    state, trace = initial_walkers(path, key_init, n, sharding, opts.precondition)
     grads = 0 if opts.spins else n + int(reference_info.get("num_gradient_evals", 0))
     if method == "is":
         return _importance(path, state, grads, reference, reference_info, t0)
@@ -73,7 +73,7 @@ def run(path, key, opts: AnnealOptions, *, reference="uniform", reference_info=N
         desc = f"log Z ({method})"
         if step_size is None:
             step_size = initial_step(state, method, opts.initial_step(path.dim),
-                                      opts.precondition)
+                                     opts.precondition, trace)
     move = move_for(path, opts)
     out = anneal(key_fwd, state, delta_fn=path_delta, move=move, schedule=sched,
                  options=opts, log_z0=path.log_z0, step_size=step_size, desc=desc,
