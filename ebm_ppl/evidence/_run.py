@@ -51,16 +51,17 @@ def schedule_for(opts: AnnealOptions):
 
 
 def run(path, key, opts: AnnealOptions, *, reference="uniform", reference_info=None, t0=None,
-         sharding=None):
+         sharding=None, keys=None):
     """One annealing run of ``path`` (a `LinearPath` or a spin path) with ``opts``, from the
-    initial draws to the `EvidenceResult` (without compile time)."""
+    initial draws to the `EvidenceResult` (without compile time). ``keys``: `run_keys` of
+    ``key`` when the caller has them already (`entry_keys`)."""
     t0 = time.perf_counter() if t0 is None else t0
     reference_info = {} if reference_info is None else reference_info
     method, n = opts.method, int(opts.num_walkers)
     if opts.spins:  # the key split of the spin driver of earlier releases (same numbers)
-        (key_init, key_fwd), key_rev = split_key(typed_key(key)), None
+        (key_init, key_fwd), key_rev, probe_keys = split_key(typed_key(key)), None, None
     else:
-        key_init, key_fwd, key_rev = run_keys(key)[:3]
+        key_init, key_fwd, key_rev, *probe_keys = run_keys(key) if keys is None else keys
     state, trace = initial_walkers(path, key_init, n, sharding, opts.precondition)
     grads = 0 if opts.spins else n + int(reference_info.get("num_gradient_evals", 0))
     if method == "is":
@@ -78,16 +79,16 @@ def run(path, key, opts: AnnealOptions, *, reference="uniform", reference_info=N
     out = anneal(key_fwd, state, delta_fn=path_delta, move=move, schedule=sched,
                  options=opts, log_z0=path.log_z0, step_size=step_size, desc=desc,
                  pools=PROBE_FRACTION if shares_programs(opts, n) else 1)
-    return finish(path, key, opts, state, out, sched, step_size, move, grads, reference,
+    return finish(path, probe_keys, opts, state, out, sched, step_size, move, grads, reference,
                   reference_info, t0, key_rev)
 
 
-def finish(path, key, opts: AnnealOptions, state, out, sched, step_size, move, grads,
+def finish(path, probe_keys, opts: AnnealOptions, state, out, sched, step_size, move, grads,
            reference, reference_info, t0, key_rev, probe=None):
     """The `EvidenceResult` of the annealing output ``out`` of `run` (from the initial
-    walkers ``state``): messages, the bias probe (run here unless ``probe``, its
-    `AnnealOutput` or the `SamplingDivergedError` it raised, is given, as `batch` does), the
-    reverse pass and the verdict."""
+    walkers ``state``): messages, the bias probe (run here from ``probe_keys``, the last two
+    of `run_keys`, unless ``probe``, its `AnnealOutput` or the `SamplingDivergedError` it
+    raised, is given, as `batch` does), the reverse pass and the verdict."""
     method, n, g = opts.method, int(opts.num_walkers), int(opts.num_groups)
     h = out.history
     grads += out.num_grads
@@ -136,7 +137,7 @@ def finish(path, key, opts: AnnealOptions, state, out, sched, step_size, move, g
     if opts.bias_check and method != "ti":
         try:
             if probe is None:
-                probe = run_probe(path, run_keys(key)[3:], n, sched, step_size, move, opts)
+                probe = run_probe(path, probe_keys, n, sched, step_size, move, opts)
             elif isinstance(probe, SamplingDivergedError):
                 raise probe
         except SamplingDivergedError as err:  # a small probe can die where the run did not

@@ -24,7 +24,7 @@ from ..sharding import check_divisible, num_shards, walker_sharding
 from ._model_result import with_model_data
 from ._pilot import pilot_run_reference
 from ._run import run
-from .options import DEFAULT_METHOD, METHODS, SPIN_METHODS, AnnealOptions, split_key, typed_key
+from .options import DEFAULT_METHOD, METHODS, SPIN_METHODS, AnnealOptions, entry_keys, typed_key
 from .paths import geometric_path, tempering_path
 from .reference import auto_reference
 from .result import EvidenceResult
@@ -162,7 +162,7 @@ def log_partition(potential_fn, *, key, reference=None, dim: int | None = None,
     check_positive("init_scale", init_scale)
     if reference is not None:
         _check_reference(reference, energy.dim)
-    key_ref, key_run = split_key(typed_key(key))
+    key_ref, key_run, *keys = entry_keys(typed_key(key))
     with CompileClock() as clock:
         t0 = time.perf_counter()
         if reference is None:
@@ -174,7 +174,7 @@ def log_partition(potential_fn, *, key, reference=None, dim: int | None = None,
         else:
             info = dict(kind=type(reference).__name__)
         return _timed(run(geometric_path(energy, reference), key_run, opts, reference=reference,
-                          reference_info=info, t0=t0, sharding=sharding), clock)
+                          reference_info=info, t0=t0, sharding=sharding, keys=keys), clock)
 
 
 def log_evidence(model, *model_args, key, method: str = DEFAULT_METHOD,
@@ -208,12 +208,12 @@ def log_evidence(model, *model_args, key, method: str = DEFAULT_METHOD,
     check_divisible(int(opts.num_walkers), sharding)
     opts = _default_groups(opts, num_groups, sharding)
     check_model_data(model_args, model_kwargs)
-    key_model, key_run = split_key(typed_key(key))
+    key_model, key_run, *keys = entry_keys(typed_key(key))
     with CompileClock() as clock:
         t0 = time.perf_counter()
         energy = energy_from_model(model, *model_args, key=key_model, **model_kwargs)
         result = run(tempering_path(energy), key_run, opts, reference="prior",
-                     reference_info=dict(kind="prior"), t0=t0, sharding=sharding)
+                     reference_info=dict(kind="prior"), t0=t0, sharding=sharding, keys=keys)
         result = with_model_data(result, energy, model, *model_args, **model_kwargs)
     return _timed(result, clock)
 

@@ -217,8 +217,8 @@ def _evidence_batch(model, model_args, model_kwargs, keys, size, opts: AnnealOpt
     runs = _run_batch(batched, paths, jnp.stack(key_runs), opts)
     results = []
     for k, (path, energy) in enumerate(zip(paths, energies)):
-        key_run, state, out, probe, step = runs[k]
-        result = finish(path, key_run, opts, state, out, runs.sched, step, move_for(path, opts),
+        _, state, out, probe, step = runs[k]
+        result = finish(path, None, opts, state, out, runs.sched, step, move_for(path, opts),
                         int(opts.num_walkers), "prior", dict(kind="prior"), runs.t0, None,
                         probe=probe)
         results.append(with_model_data(result, energy, model, *_take(model_args, k),

@@ -225,6 +225,15 @@ def run_keys(key) -> tuple:
     return key_init, key_fwd, key_rev, probe_init, probe_run
 
 
+@jax.jit
+def entry_keys(key) -> tuple:
+    """An entry point's keys from its key, as one compiled program: ``split(key)`` (the
+    model's or the reference's key, and the run's key), then `run_keys` of the run's key
+    (passed to `_run.run` as ``keys=``, so that a first call compiles one key program)."""
+    first, key_run = jax.random.split(key)
+    return (first, key_run) + run_keys(key_run)
+
+
 def typed_key(key):
     """A new-style typed key from a typed key or raw uint32 key data (validated)."""
     key = check_key(key)
