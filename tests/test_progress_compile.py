@@ -23,7 +23,8 @@ def test_the_evidence_progress_bar_shows_the_compile_seconds(capsys):
     shown = [float(part.split("=")[1].rstrip("s,] ")) for part in err.replace(",", " ").split()
              if part.startswith("compiled=")]
     assert shown, err
-    assert 0.0 < shown[-1] <= res.compile_time + 1e-9
+    # shown to 0.1 s (rounded: up to 0.05 s above the seconds compiled by the last update)
+    assert 0.0 < shown[-1] <= res.compile_time + 0.05 + 1e-9
 
 
 def test_the_training_progress_bar_shows_the_compile_seconds(capsys):
