@@ -350,6 +350,25 @@ def test_results_carry_total_error_and_verdict():
     assert res.num_gradient_evals <= 1.3 * off.num_gradient_evals
 
 
+def test_total_error_takes_the_pools_spread_only_for_a_pilot_reference():
+    """log_z_err = hypot(se, counted bias), se = log_z_se or, with a pilot-fitted reference,
+    max(log_z_se, sd(pools' log Z) / sqrt(pools)); a one-pool probe has no spread."""
+    from types import SimpleNamespace
+
+    from ebm_ppl.evidence._probe import replicate_se, total_error
+
+    pools = SimpleNamespace(group_log_z=np.array([0.0, 0.2, 0.4, 0.6]))
+    rep = replicate_se(pools)
+    assert np.isclose(rep, np.std([0.0, 0.2, 0.4, 0.6], ddof=1) / 2.0)
+    assert replicate_se(SimpleNamespace(group_log_z=np.array([0.3]))) is None
+    extra = dict(_replicate_se=rep, _bias_counted=0.05)
+    pilot, prior = dict(kind="auto (pilot)"), dict(kind="prior")
+    assert np.isclose(total_error(0.03, extra, pilot), np.hypot(rep, 0.05))
+    assert np.isclose(total_error(0.03, extra, prior), np.hypot(0.03, 0.05))
+    assert np.isclose(total_error(0.5, extra, pilot), np.hypot(0.5, 0.05))
+    assert np.isclose(total_error(0.03, dict(_replicate_se=None), pilot), 0.03)
+
+
 def test_funnel_at_defaults_is_flagged():
     """Neal's funnel at defaults: biased low beyond its error bar in most runs
     (benchmarks/RESULTS.md); the verdict must say so."""
@@ -357,3 +376,4 @@ def test_funnel_at_defaults_is_flagged():
                            progress_bar=False)
     assert res.reliable is False
     assert any(m.startswith("unreliable:") and "target_ess" in m for m in res.messages)
+    assert res.log_z_err >= res.log_z_se  # the pools' spread where it is larger

@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import SamplingDivergedError
 from ..sharding import to_host
 from . import moves as _moves
-from ._probe import (MIN_ANCESTORS, PROBE_FRACTION, effort_trend, run_probe,
+from ._probe import (MIN_ANCESTORS, PROBE_FRACTION, effort_trend, run_probe, total_error,
                      shares_programs, verdict)
 from ._walkers import initial_step, initial_walkers, path_delta, samples
 from .bar import bar_log_z
@@ -165,9 +165,10 @@ def finish(path, probe_keys, opts: AnnealOptions, state, out, sched, step_size, 
                            out.num_ancestors)
         messages += [f"unreliable: {r}" for r in reasons]
         reasons += [m for m in messages if m.startswith("unreliable: the bias probe")]
-        extra.pop("_probe_text", None)
-        extra.update(reliable=not reasons, log_z_err=float(np.hypot(
-            log_z_se, extra.pop("_bias_counted", 0.0))))
+        log_z_err = total_error(log_z_se, extra, reference_info)
+        for private in ("_probe_text", "_bias_counted", "_replicate_se"):
+            extra.pop(private, None)
+        extra.update(reliable=not reasons, log_z_err=log_z_err)
     if opts.spins:
         reference_info = dict(kind="uniform spins (beta = 0)", log_z0=path.log_z0,
                               sweeps=int(n * int(opts.num_moves) * (len(betas) - 1)))

@@ -100,8 +100,10 @@ def log_partition(potential_fn, *, key, reference=None, dim: int | None = None,
             moves per stage, in the main run's compiled programs (else one run of
             ``num_walkers / 4`` walkers), and extrapolate the effort trend between the two
             estimates (bias ~ 1 / effort) into ``result.log_z_bias``; ``result.log_z_err`` =
-            ``sqrt(log_z_se^2 + bias^2)`` counts the bias only where the trend is significant
-            (beyond 2 standard errors). The probe also feeds ``result.reliable``.
+            ``sqrt(se^2 + bias^2)`` counts the bias only where the trend is significant
+            (beyond 2 standard errors); ``se`` is ``log_z_se``, or with a pilot-fitted
+            reference the larger of it and the pools' spread (``docs/evidence.md``). The
+            probe also feeds ``result.reliable``.
         step_size: initial step in whitened coordinates (x / walker std); None picks one from
             the reference's gradients. It adapts toward ``target_accept`` after every move
             (one step for all walkers, jittered per walker) unless ``adapt_step_size=False``.
