@@ -377,3 +377,33 @@ def test_funnel_at_defaults_is_flagged():
     assert res.reliable is False
     assert any(m.startswith("unreliable:") and "target_ess" in m for m in res.messages)
     assert res.log_z_err >= res.log_z_se  # the pools' spread where it is larger
+
+
+def test_host_genealogy_equals_the_public_jax_estimators():
+    """The engine computes a finished run's genealogy variances by numpy on the host
+    (`engine._genealogy`); they must stay the public JAX estimators' (Lee & Whiteley's
+    `genealogy_relative_variance`, Olsson & Douc's `coalescence_log_factors`) on the same
+    carry, including walkers with zero weight."""
+    rng = np.random.default_rng(4)
+    g, n, lag = 3, 50, 4
+    log_w = rng.normal(size=(g, n))
+    log_w[:, :5] = -np.inf
+    eve = rng.integers(0, n // 3, size=(g, n))
+    anc = rng.integers(0, n, size=(g, lag, n))
+    anc_res = rng.random(size=(g, lag)) < 0.7
+    num_res = rng.integers(1, 9, size=g)
+    log_f_lag, log_f0 = -rng.random(g) * 0.1, -rng.random(g) * 0.05
+    rel_var, ancestors, rel_var_lag = engine._genealogy(log_w, eve, num_res, anc, anc_res,
+                                                         log_f_lag, log_f0)
+    lw, an = jnp.asarray(log_w), jnp.asarray(anc)
+    ref = np.asarray(jax.vmap(rs.genealogy_relative_variance)(lw, jnp.asarray(eve),
+                                                              jnp.asarray(num_res)))
+    lf = np.asarray(jax.vmap(rs.coalescence_log_factors)(lw, an))
+    lag_f = log_f_lag + lf[:, 0] + np.sum(np.where(anc_res, lf[:, 1:], 0.0), axis=1)
+    ref_lag = np.maximum(
+        np.asarray(rs.relative_variance_from_log_factors(jnp.asarray(lag_f)[:, None])),
+        np.asarray(rs.relative_variance_from_log_factors(jnp.asarray(log_f0 + lf[:, 0])[:, None])))
+    np.testing.assert_allclose(rel_var, ref, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(rel_var_lag, ref_lag, rtol=1e-12, atol=1e-15)
+    alive = np.isfinite(log_w)
+    assert ancestors == sum(len(np.unique(eve[i][alive[i]])) for i in range(g))
