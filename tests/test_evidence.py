@@ -94,6 +94,7 @@ def test_funnel_d10_defaults_fit_the_reference_to_a_pilot():
     assert info["pilot_walkers"] == 256 and len(info["pilot_components"]["weights"]) == 4
     assert res.num_gradient_evals < 1.5e6
     assert any("pilot" in m and "biases log Z low" in m for m in res.messages)
+    assert "0.25 broad Cauchy" in str(res)
     assert abs(res.log_z - t.log_z) < 0.2, res
     v = np.asarray(res.samples)[:, 0]
     assert abs(np.sum(res.weights * (v < -3.0)) - 0.1587) < 0.06

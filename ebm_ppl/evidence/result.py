@@ -162,9 +162,12 @@ class EvidenceResult:
                          f"{info['num_starts']} starts ({shape})")
         elif kind == "auto (pilot)":
             k = len(info["pilot_components"]["weights"])
+            df = info.get("defensive_df")  # None: a Gaussian (results of earlier releases)
+            tail = ("Gaussian" if df is None else "Cauchy" if df == 1.0
+                    else f"Student-t (df {df:g})")
             lines.append(f"  reference        = auto: no Laplace mode; {k}-component mixture "
                          f"fitted to a pilot of {info['pilot_walkers']} walkers + "
-                         f"{info['defensive_weight']:.2f} broad Gaussian")
+                         f"{info['defensive_weight']:.2f} broad {tail}")
         else:
             lines.append(f"  reference        = {kind}")
         lines += [f"  note: {m}" for m in self.messages]
