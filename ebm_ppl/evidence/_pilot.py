@@ -12,7 +12,7 @@ import numpy as np
 from ._run import run
 from .options import AnnealOptions
 from .paths import geometric_path
-from .reference import pilot_reference
+from .reference import PILOT_KIND, pilot_reference
 
 __all__ = ["PILOT_FRACTION", "pilot_run_reference"]
 
@@ -31,7 +31,7 @@ def pilot_run_reference(energy, key, broad, info, opts: AnnealOptions):
     seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
     reference, fitted = pilot_reference(pilot.walkers, pilot.log_weights, broad,
                                         num_components=k, seed=seed)
-    info = dict(info, kind="auto (pilot)", pilot_walkers=n_pilot, pilot_log_z=pilot.log_z,
+    info = dict(info, kind=PILOT_KIND, pilot_walkers=n_pilot, pilot_log_z=pilot.log_z,
                 pilot_gradient_evals=pilot.num_gradient_evals, pilot_components=fitted,
                 defensive_weight=fitted["defensive_weight"], defensive_df=fitted["defensive_df"],
                 num_gradient_evals=int(info["num_gradient_evals"]) + pilot.num_gradient_evals)

@@ -24,6 +24,7 @@ import numpy as np
 from ._walkers import initial_state, path_delta
 from .engine import anneal
 from .options import AnnealOptions
+from .reference import fitted_to_pilot
 from .schedules import stage_cap_message
 
 __all__ = ["PROBE_FRACTION", "MIN_ANCESTORS", "shares_programs", "probe_setup", "run_probe",
@@ -128,7 +129,7 @@ def total_error(log_z_se, extra, reference_info) -> float:
     `replicate_se`."""
     se = log_z_se
     rep = extra.get("_replicate_se")
-    if reference_info.get("kind") == "auto (pilot)" and rep is not None:
+    if fitted_to_pilot(reference_info) and rep is not None:
         se = max(se, rep)
     return float(np.hypot(se, extra.get("_bias_counted", 0.0)))
 
@@ -157,7 +158,7 @@ def verdict(extra, h, sched, betas, max_stages, reference_info, num_ancestors):
                        "or num_moves")
     if stage_cap_message(sched, betas, max_stages) is not None:
         reasons.append("the schedule hit max_stages; raise max_stages")
-    if reference_info.get("kind") == "auto (pilot)":
+    if fitted_to_pilot(reference_info):
         reasons.append(
             "the target has no Laplace mode (a funnel's neck, an energy unbounded below): the "
             "reference was fitted to a pilot run, and mass that no walker reached biases log Z "

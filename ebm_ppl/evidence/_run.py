@@ -25,6 +25,7 @@ from ._walkers import initial_step, initial_walkers, path_delta, samples
 from .bar import bar_log_z
 from .engine import GENEALOGY_LAG, anneal
 from .options import AnnealOptions, run_keys, split_key, typed_key
+from .reference import fitted_to_pilot
 from .resampling import ess_fraction, log_mean_exp, systematic_resample
 from .result import EvidenceResult, group_standard_error
 from .schedules import as_schedule, power, stage_cap_message
@@ -93,7 +94,7 @@ def finish(path, probe_keys, opts: AnnealOptions, state, out, sched, step_size, 
     h = out.history
     grads += out.num_grads
     messages = []
-    if reference_info.get("kind") == "auto (pilot)":
+    if fitted_to_pilot(reference_info):
         messages.append(
             "no minimum qualified for a Laplace reference (an energy unbounded below, or a "
             "needle like a funnel's neck), so the reference was fitted to a pilot run: mass that "

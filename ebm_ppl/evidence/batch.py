@@ -217,7 +217,7 @@ def _evidence_batch(model, model_args, model_kwargs, keys, size, opts: AnnealOpt
     runs = _run_batch(batched, paths, jnp.stack(key_runs), opts)
     results = []
     for k, (path, energy) in enumerate(zip(paths, energies)):
-        _, state, out, probe, step = runs[k]
+        state, out, probe, step = runs[k]
         result = finish(path, None, opts, state, out, runs.sched, step, move_for(path, opts),
                         int(opts.num_walkers), "prior", dict(kind="prior"), runs.t0, None,
                         probe=probe)
@@ -283,7 +283,7 @@ def _run_batch(batched, paths, key_runs, opts: AnnealOptions) -> _Runs:
         pstate = _initial_states(batched, split[3], walkers)
         probes = anneal_batch(split[4], pstate, move=move, schedule=sched, log_z0=0.0,
                               step_sizes=steps, desc="bias probes", **setup)
-    runs = _Runs((key_runs[k], _take(state, k), outs[k], probes[k], steps[k])
+    runs = _Runs((_take(state, k), outs[k], probes[k], steps[k])
                  for k in range(size))
     runs.sched, runs.t0 = sched, t0
     return runs

@@ -314,8 +314,14 @@ def fit_gaussian_mixture(x, weights, num_components: int, *, seed: int = 0,
     return pi, means, var
 
 
+PILOT_KIND = "auto (pilot)"  # reference_info["kind"] of a reference fitted to a pilot run
 TAIL_DF = 1.0  # the pilot reference's defensive component: a multivariate Cauchy
 PILOT_DEFENSIVE_WEIGHT = 0.25
+
+
+def fitted_to_pilot(reference_info) -> bool:
+    """Whether a run's reference was fitted to a pilot run (`pilot_reference`)."""
+    return reference_info.get("kind") == PILOT_KIND
 
 
 def pilot_reference(positions, log_weights, broad, *, num_components: int = 4,

@@ -13,6 +13,7 @@ from ..diagnostics.summary import weighted_datatree
 from ..persist import load_result, register, save_result
 
 from ..weights import ess_fraction, normalize_log_weights
+from .reference import fitted_to_pilot
 
 __all__ = ["EvidenceResult", "group_standard_error", "with_log_likelihood"]
 
@@ -160,7 +161,7 @@ class EvidenceResult:
                      f"Laplace mixture + {info['defensive_weight']:.2f} defensive Gaussian")
             lines.append(f"  reference        = auto: {len(info['modes'])} mode(s) from "
                          f"{info['num_starts']} starts ({shape})")
-        elif kind == "auto (pilot)":
+        elif fitted_to_pilot(info):
             k = len(info["pilot_components"]["weights"])
             df = info.get("defensive_df")  # None: a Gaussian (results of earlier releases)
             tail = ("Gaussian" if df is None else "Cauchy" if df == 1.0
