@@ -39,6 +39,7 @@ from .resampling import (
     ess_fraction,
     genealogy_relative_variance,
     log_mean_exp,
+    mode_guarded_resample_if,
     multinomial_resample,
     normalize_log_weights,
     resample_if,
@@ -58,6 +59,7 @@ __all__ = [
     "Adaptive",
     "conditional_ess", "ess", "ess_fraction", "log_mean_exp", "normalize_log_weights",
     "resample_if", "systematic_resample", "multinomial_resample", "genealogy_relative_variance",
+    "mode_guarded_resample_if",
     "bridge_sampling", "BridgeResult", "observed_fingerprint", "compare_evidence",
     "evidence_error",
 ]

@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import SamplingDivergedError
 from ..sharding import to_host
 from . import moves as _moves
+from ._modes import target_modes
 from ._probe import (MIN_ANCESTORS, PROBE_FRACTION, effort_trend, run_probe, total_error,
                      shares_programs, verdict)
 from ._walkers import initial_step, initial_walkers, path_delta, samples
@@ -77,9 +78,16 @@ def run(path, key, opts: AnnealOptions, *, reference="uniform", reference_info=N
             step_size = initial_step(state, method, opts.initial_step(path.dim),
                                      opts.precondition, trace)
     move = move_for(path, opts)
+    modes = None
+    if opts.keep_modes:
+        modes, mode_grads = target_modes(path, state.position)
+        grads += mode_grads
+        reference_info = {**reference_info, "kept_modes": modes,
+                          "mode_search_gradient_evals": mode_grads}
     out = anneal(key_fwd, state, delta_fn=path_delta, move=move, schedule=sched,
                  options=opts, log_z0=path.log_z0, step_size=step_size, desc=desc,
-                 pools=PROBE_FRACTION if shares_programs(opts, n) else 1)
+                 pools=PROBE_FRACTION if shares_programs(opts, n) else 1,
+                 modes=modes if modes is not None and len(modes) > 1 else None)
     return finish(path, probe_keys, opts, state, out, sched, step_size, move, grads, reference,
                   reference_info, t0, key_rev)
 
@@ -115,10 +123,20 @@ def finish(path, probe_keys, opts: AnnealOptions, state, out, sched, step_size, 
     betas = np.concatenate([[0.0], h["beta"]])
     if (capped := stage_cap_message(sched, betas, opts.max_stages)) is not None:
         messages.append(capped)
-    # spins: the spread of the groups (systematic resampling); else the genealogy
-    log_z, log_z_se = group_standard_error(out.group_log_z) if opts.spins else \
+    kept = len(reference_info.get("kept_modes", ()))
+    if opts.keep_modes:
+        messages.append(
+            f"keep_modes: L-BFGS from the first initial walkers found {kept} mode(s)" + (
+                f"; resampling kept each mode's walkers, and log_z_se is the spread of the "
+                f"{g} independent groups (the one-run genealogy variance does not hold under "
+                "mode-guarded resampling)" if kept > 1 else ": resampling as usual"))
+    # spins: the spread of the groups (systematic resampling); mode-guarded resampling: the
+    # same; else the genealogy
+    guarded = kept > 1
+    log_z, log_z_se = group_standard_error(out.group_log_z) if opts.spins or guarded else \
         (out.log_z, out.log_z_se)
-    if not opts.spins and (not log_z_se > 0 or out.num_ancestors < MIN_ANCESTORS):
+    if not opts.spins and not guarded and (
+            not log_z_se > 0 or out.num_ancestors < MIN_ANCESTORS):
         why = (f"the genealogy collapsed ({out.num_ancestors} initial walkers have descendants)"
                if out.num_ancestors < MIN_ANCESTORS else
                "the full-genealogy (Lee & Whiteley) variance was not positive (unresolved)")
@@ -163,7 +181,7 @@ def finish(path, probe_keys, opts: AnnealOptions, state, out, sched, step_size, 
                 "forward log Z is probably biased low; raise target_ess or num_moves")
     if not opts.spins:  # spins: the groups' spread is the error bar (no verdict, as before)
         reasons = verdict(extra, h, sched, betas, opts.max_stages, reference_info,
-                           out.num_ancestors)
+                          MIN_ANCESTORS if guarded else out.num_ancestors)
         messages += [f"unreliable: {r}" for r in reasons]
         reasons += [m for m in messages if m.startswith("unreliable: the bias probe")]
         log_z_err = total_error(log_z_se, extra, reference_info)

@@ -63,7 +63,7 @@ def log_partition(potential_fn, *, key, reference=None, dim: int | None = None,
                   resampling: str | None = None, bias_check: bool | None = None,
                   bar: bool | None = None, max_stages: int = 1000, num_starts: int = 256,
                   init_scale: float = 3.0, progress_bar: bool = True, devices=None,
-                  mesh=None) -> EvidenceResult:
+                  mesh=None, keep_modes: bool | None = None) -> EvidenceResult:
     """log Z = log int exp(-U(x)) dx by annealing from a normalized reference (seed eq. 102-104).
 
     Args:
@@ -113,6 +113,17 @@ def log_partition(potential_fn, *, key, reference=None, dim: int | None = None,
             method's default (`ebm_ppl.evidence.options.METHOD_DEFAULTS`).
         bar: also run the schedule in reverse from the final resampled walkers and report
             the BAR and reverse estimates (doubles the cost).
+        keep_modes: find the target's modes first (L-BFGS from 256 of the initial walkers;
+            its gradients are counted) and, when there are several, resample so that every
+            mode keeps its walkers (`mode_guarded_resample_if`: a share 0.8 of the walkers
+            spread evenly over the modes, the modes' weights carried as importance
+            weights). For separated modes of unequal widths under a broad reference, where a
+            narrow mode's share dips along the path (``docs/evidence.md``). The walkers form 8
+            independent groups (unless ``num_groups`` is given) whose spread is
+            ``log_z_se``; no bias probe; no preconditioning unless ``precondition=True`` (the
+            walkers' scale would mix the modes' widths). Measured with ``method="mala"``
+            (``benchmarks/RESULTS.md``). The modes are in
+            ``result.reference_info["kept_modes"]``.
         progress_bar: show stages, beta, ESS and the seconds spent compiling while running.
         devices, mesh: shard the walkers over devices (``"all"``, a count, a list of
             devices, or a ``jax.sharding.Mesh`` with a ``"walkers"`` axis; see
@@ -144,7 +155,7 @@ def log_partition(potential_fn, *, key, reference=None, dim: int | None = None,
             resample_threshold=resample_threshold, resampling=resampling,
             bias_check=bias_check, bar=bar,
             max_stages=max_stages,
-            progress_bar=progress_bar)
+            progress_bar=progress_bar, keep_modes=keep_modes)
     except ValueError as err:
         if not misused or "not options of spin models" not in str(err):
             raise
@@ -188,7 +199,8 @@ def log_evidence(model, *model_args, key, method: str = DEFAULT_METHOD,
                  resample_threshold: float = 1.0, num_groups: int | None = None,
                  resampling: str | None = None, bias_check: bool | None = None,
                  bar: bool | None = None, max_stages: int = 1000, progress_bar: bool = True,
-                 devices=None, mesh=None, **model_kwargs) -> EvidenceResult:
+                 devices=None, mesh=None, keep_modes: bool | None = None,
+                 **model_kwargs) -> EvidenceResult:
     """log p(data) of a NumPyro model by likelihood tempering from its prior (log Z_0 = 0).
 
     Walkers move in NumPyro's unconstrained space; ``result.samples`` are constrained
@@ -202,7 +214,8 @@ def log_evidence(model, *model_args, key, method: str = DEFAULT_METHOD,
         num_leapfrog=num_leapfrog, target_accept=target_accept,
         adapt_step_size=adapt_step_size, step_jitter=step_jitter, precondition=precondition,
         resample_threshold=resample_threshold, resampling=resampling,
-        bias_check=bias_check, bar=bar, max_stages=max_stages, progress_bar=progress_bar)
+        bias_check=bias_check, bar=bar, max_stages=max_stages, progress_bar=progress_bar,
+        keep_modes=keep_modes)
     if opts.spins:
         raise ValueError(f"method={method!r} is a spin method; log_evidence takes one of "
                          f"{', '.join(repr(m) for m in METHODS)}")

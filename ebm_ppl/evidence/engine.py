@@ -62,7 +62,7 @@ from ..errors import SamplingDivergedError
 from ..sharding import constrain_walkers, sharding_of, to_host
 from .options import AnnealOptions
 from .resampling import (coalescence_log_factors, ess_fraction, log_mean_exp,
-                         normalize_log_weights, resample_if)
+                         mode_guarded_resample_if, normalize_log_weights, resample_if)
 from .schedules import Adaptive, increment, next_beta
 
 Array = jax.Array
@@ -221,12 +221,20 @@ def _walker_log_z_acc(carry: _Carry, pooled):
     return jnp.where(pooled, acc[0], jnp.repeat(acc, n // acc.shape[0]))
 
 
-def _resample_groups(c: _Carry, log_w, k_res, threshold, scheme):
+def _resample_groups(c: _Carry, log_w, k_res, threshold, scheme, labels=None):
     """Resample within each group of the (viewed) carry: the new weights and normalizations,
-    the walkers' Eves and ancestors, and the global index of each walker's parent."""
+    the walkers' Eves and ancestors, and the global index of each walker's parent. With
+    ``labels`` ((G, n) nearest modes, and their count), mode-guarded resampling."""
     g, n = log_w.shape
-    res = jax.vmap(functools.partial(resample_if, scheme=scheme), in_axes=(0, 0, None))(
-        jax.random.split(k_res, g), log_w, threshold)
+    keys = jax.random.split(k_res, g)
+    if labels is None:
+        res = jax.vmap(functools.partial(resample_if, scheme=scheme), in_axes=(0, 0, None))(
+            keys, log_w, threshold)
+    else:
+        labels, num_modes = labels
+        res = jax.vmap(functools.partial(mode_guarded_resample_if, num_modes=num_modes,
+                                         threshold=threshold, scheme=scheme))(
+            keys, log_w, labels)
     eve = jnp.take_along_axis(c.eve, res.indices, axis=1)
     # fixed-lag genealogy (Olsson & Douc): this stage's weights read the generation L back
     lf = jax.vmap(coalescence_log_factors)(log_w, c.anc)
@@ -245,12 +253,14 @@ def _resample_groups(c: _Carry, log_w, k_res, threshold, scheme):
 
 @functools.partial(jax.jit, static_argnames=("static",))
 def _stage(carry: _Carry, beta_target, use_target, adapt_on, move, delta_fn, static: _Static,
-           pooled=True, moves_run=None):
+           pooled=True, moves_run=None, modes=None):
     """One stage beta -> beta' (module-level jit: cached per move function and static key).
 
     With the pool-able layout (`_poolable`), the traced ``pooled`` runs the walkers as one
     pool or as P independent groups, and the traced ``moves_run`` (at most the static
-    ``num_moves``) sets the moves per stage: the bias probe runs the main run's program."""
+    ``num_moves``) sets the moves per stage: the bias probe runs the main run's program.
+    ``modes`` ((M, dim), ordinary layout): resampling keeps each mode's walkers
+    (`mode_guarded_resample_if`, each walker labelled by its nearest mode)."""
     (num_moves, resample_threshold, target_accept, step_jitter, adapt_gain,
      resampling) = static.options
     moves_run = num_moves if moves_run is None else moves_run
@@ -272,8 +282,11 @@ def _stage(carry: _Carry, beta_target, use_target, adapt_on, move, delta_fn, sta
     died = jnp.sum(jnp.isfinite(glw) & ~jnp.isfinite(glw_next))
     ess = ess_fraction(glw_next)
 
+    labels = None if modes is None else (
+        nearest_mode(carry.state.position, modes).reshape(g, n), modes.shape[0])
+
     def resample(c):
-        return _resample_groups(c, c.log_w, k_res, resample_threshold, resampling)
+        return _resample_groups(c, c.log_w, k_res, resample_threshold, resampling, labels)
 
     mid, parent, resampled = _by_layout(resample, carry._replace(log_w=log_w), pooled)
     if _poolable(carry):  # one pool's row comes back repeated P times; one gather
@@ -325,6 +338,13 @@ def _stage(carry: _Carry, beta_target, use_target, adapt_on, move, delta_fn, sta
     return new, record, extra
 
 
+def nearest_mode(positions, modes):
+    """Index of the nearest (Euclidean) of ``modes`` (M, dim) for each row of ``positions``."""
+    d2 = (jnp.sum(positions**2, axis=-1)[:, None] - 2.0 * positions @ modes.T
+          + jnp.sum(modes**2, axis=-1)[None, :])
+    return jnp.argmin(d2, axis=-1)
+
+
 def _group_gather(a, indices):
     """``a[k]`` for the walkers ``k`` that ``indices`` (G, n) picks within each group, as a
     gather batched over groups: when the walkers are sharded and the groups line up with the
@@ -364,7 +384,7 @@ def _legacy_options(n_total, given) -> AnnealOptions:
 def anneal(key, state, *, delta_fn: Callable, move: Callable, schedule,
            options: AnnealOptions | None = None, log_z0: float = 0.0, step_size: float = 0.1,
            desc: str = "annealing", pools: int = 1, pooled: bool = True,
-           moves: int | None = None, **legacy) -> AnnealOutput:
+           moves: int | None = None, modes=None, **legacy) -> AnnealOutput:
     """Anneal N walkers along a linear-in-beta path (see the module docstring for contracts).
 
     ``schedule`` is an [`Adaptive`][ebm_ppl.evidence.schedules.Adaptive] or an array of betas
@@ -387,6 +407,11 @@ def anneal(key, state, *, delta_fn: Callable, move: Callable, schedule,
     walkers as one pool (``pooled=True``) or as P independent groups of N / P walkers
     (``pooled=False``), with ``moves`` moves per stage (at most ``options.num_moves``, the
     default): how the bias probe reuses the main run's compiled programs.
+
+    ``modes`` (M >= 2 points, (M, dim), with ``state.position`` walkers and one pool or
+    groups): mode-guarded resampling (`mode_guarded_resample_if`) with each walker labelled
+    by its nearest mode; the genealogy standard errors then do not hold (use the groups'
+    spread).
     """
     leaves = jax.tree.leaves(state)
     n_total = int(leaves[0].shape[0])
@@ -407,6 +432,10 @@ def anneal(key, state, *, delta_fn: Callable, move: Callable, schedule,
     move, delta_fn = _as_partial(move), _as_partial(delta_fn)
     g = int(num_groups)
     layout = _pool_layout(n_total, g, pools, pooled, moves, options.num_moves)
+    if modes is not None:
+        if pools != 1:
+            raise ValueError("modes= needs the ordinary layout (pools=1)")
+        layout["modes"] = np.asarray(modes, np.dtype(dtype))  # numpy: no conversion program
     carry = initial_carry(state, g, dtype, 0.0 if betas is None else betas[0],
                           np.log(step_size), key, pools=pools, pooled=pooled)
     records, extras = [], []

@@ -55,7 +55,8 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 _CONTINUOUS_ONLY = ("resampling", "bias_check", "step_size", "num_leapfrog", "target_accept",
-                    "adapt_step_size", "step_jitter", "precondition", "bar")
+                    "adapt_step_size", "step_jitter", "precondition", "bar", "keep_modes")
+KEEP_MODES_GROUPS = 8  # keep_modes: independent groups, whose spread is the error bar
 
 
 def _as_float(name, value):
@@ -95,6 +96,7 @@ class AnnealOptions:
     progress_bar: bool
     resampling: str
     bias_check: bool
+    keep_modes: bool
 
     def __init__(self, method: str = DEFAULT_METHOD, num_walkers: int | None = None,
                  num_groups: int | None = None, step_size: float | None = None,
@@ -105,11 +107,11 @@ class AnnealOptions:
                  precondition: bool | None = None, resample_threshold: float = 1.0,
                  bar: bool | None = None, max_stages: int = 1000, adapt_gain: float = 0.5,
                  progress_bar: bool = True, resampling: str | None = None,
-                 bias_check: bool | None = None):
+                 bias_check: bool | None = None, keep_modes: bool | None = None):
         given = (method, num_walkers, num_groups, step_size, schedule, num_stages, target_ess,
                  num_moves, num_leapfrog, target_accept, adapt_step_size, step_jitter,
                  precondition, resample_threshold, bar, max_stages, adapt_gain, progress_bar,
-                 resampling, bias_check)
+                 resampling, bias_check, keep_modes)
         for field, value in zip(dataclasses.fields(self), given):  # resolved below
             object.__setattr__(self, field.name, value)
         self._resolve()
@@ -153,7 +155,10 @@ class AnnealOptions:
         set_(self, "step_jitter", _as_float("step_jitter", jitter))
         set_(self, "adapt_step_size", not spins and (
             True if self.adapt_step_size is None else bool(self.adapt_step_size)))
-        set_(self, "precondition", True if self.precondition is None else bool(self.precondition))
+        # keep_modes: the walkers' robust scale would mix the modes' widths (a narrow mode's
+        # moves then take the broad one's steps), so no preconditioning unless asked for
+        set_(self, "precondition", not self.keep_modes if self.precondition is None
+             else bool(self.precondition))
         set_(self, "bar", bool(self.bar))
         set_(self, "progress_bar", bool(self.progress_bar))
         schedule = self.schedule
@@ -166,9 +171,19 @@ class AnnealOptions:
                         self.target_ess)  # validate now, before any work
         # one pool by default (log_z_se from the genealogy); TI's error and the spins' are the
         # spread of independent groups
+        keep = bool(self.keep_modes)
+        if keep and method in ("is", "ti"):
+            raise ValueError(f"keep_modes needs an annealing method with resampling, not "
+                             f"method={method!r}")
+        if keep and self.bias_check:
+            raise ValueError("keep_modes takes its error bar from independent groups and has "
+                             "no bias probe yet: leave bias_check unset (or False)")
+        set_(self, "keep_modes", keep)
         spread = method == "ti" or spins
         g = (min(16, max(1, n // 64)) if spread else 1) if self.num_groups is None \
             else self.num_groups
+        if keep and self.num_groups is None:
+            g = max(1, min(KEEP_MODES_GROUPS, n // 64))
         g = check_positive("num_groups", g, integer=True)
         if n % g or (method != "is" and n // g < 2):
             raise ValueError(f"num_walkers={n} must be a multiple of num_groups={g} with at "
@@ -176,7 +191,7 @@ class AnnealOptions:
         set_(self, "num_groups", int(g))
         scheme = self.resampling or ("systematic" if spins else "multinomial")
         set_(self, "resampling", check_choice("resampling", scheme, RESAMPLING_SCHEMES))
-        set_(self, "bias_check", not spins and (
+        set_(self, "bias_check", not spins and not keep and (
             True if self.bias_check is None else bool(self.bias_check)))
 
     @staticmethod

@@ -34,6 +34,7 @@ import numpy as np
 import numpyro.distributions as dist
 import optax
 from jax.scipy.special import logsumexp
+from jax.tree_util import Partial
 from numpyro.distributions import constraints
 
 from ..energy import Energy
@@ -136,10 +137,11 @@ def _converged(value, grad):
         grad.shape[-1])
 
 
-@functools.partial(jax.jit, static_argnames=("potential_fn", "max_iter"))
+@functools.partial(jax.jit, static_argnames=("max_iter",))
 def _lbfgs_many(potential_fn, starts, max_iter):
     """L-BFGS from every start at once, until all have converged or ``max_iter`` iterations;
-    a converged start is frozen. Returns end points, values, gradient norms, iterations."""
+    a converged start is frozen. Returns end points, values, gradient norms, iterations.
+    ``potential_fn`` is a ``Partial`` (a pytree: its arrays, e.g. a path's data, are traced)."""
     opt = optax.lbfgs()
     value_and_grad = optax.value_and_grad_from_state(potential_fn)
 
@@ -178,7 +180,8 @@ def find_modes(potential_fn, starts, *, max_iter: int = 200):
     """Run L-BFGS (optax) from each row of ``starts`` until every start has converged (or
     ``max_iter`` iterations); returns (points, values, gradient norms, gradient evaluations),
     the last counted as two per iteration and start (a line search usually needs one)."""
-    xs, values, gnorms, iterations = _lbfgs_many(potential_fn, starts, int(max_iter))
+    fn = potential_fn if isinstance(potential_fn, Partial) else Partial(potential_fn)
+    xs, values, gnorms, iterations = _lbfgs_many(fn, starts, int(max_iter))
     return (np.asarray(xs), np.asarray(values), np.asarray(gnorms),
             2 * int(iterations) * len(starts) + len(starts))
 

@@ -31,7 +31,7 @@ __all__ = [
     "log_mean_exp", "normalize_log_weights", "ess", "ess_fraction", "conditional_ess",
     "systematic_resample", "multinomial_resample", "RESAMPLING_SCHEMES", "ResampleResult",
     "resample_if", "genealogy_relative_variance", "coalescence_log_factors",
-    "relative_variance_from_log_factors",
+    "relative_variance_from_log_factors", "MODE_SHARE", "mode_guarded_resample_if",
 ]
 
 RESAMPLING_SCHEMES = ("multinomial", "systematic")
@@ -201,3 +201,54 @@ def resample_if(key: Array, log_w: Array, threshold: float = 0.5,
 
     idx, new_log_w, inc = jax.lax.cond(do, _resample, _keep, (key, log_w))
     return ResampleResult(idx, new_log_w, inc, do)
+
+
+MODE_SHARE = 0.8  # mode-guarded resampling: the share of slots spread evenly over the modes
+
+
+def mode_guarded_resample_if(key: Array, log_w: Array, labels: Array, num_modes: int,
+                             threshold: float = 0.5, share: float = MODE_SHARE,
+                             scheme: str = "multinomial") -> ResampleResult:
+    """Resampling that keeps every mode's walkers (1-D ``log_w``; ``labels`` in
+    ``0..num_modes-1`` says which mode each walker is nearest).
+
+    Plain resampling gives a mode slots in proportion to its weight ``W_k``, so a mode whose
+    share dips along the path (a narrow mode under a broad reference) keeps a handful of
+    walkers and, once its share grows back, descends from those few. Here slot ``j`` picks
+    walker ``i`` with probability ``q_i = a_k W_i / W_k`` (``k`` its mode), from the mode
+    allocation ``a_k = (1 - share) W_k + share / M`` (``M`` the modes holding weight), and
+    carries the weight ``W_i / q_i = W_k / a_k``: an importance-sampling correction, so that
+    ``E[sum_j w_j f(x_j)] = sum_i W_i f(x_i)`` and the estimate of Z stays unbiased (any
+    resampling that is unbiased in this sense is, e.g. Whiteley, Lee & Heine 2016). With one
+    mode, or ``share = 0``, it is ordinary resampling (weights 0 after it). The one-run
+    genealogy variance (`genealogy_relative_variance`) assumes ordinary resampling and does not
+    hold: take the error from independent groups. Resamples when
+    ``ess_fraction(log_w) < threshold`` (or ``threshold >= 1``), as `resample_if`.
+    """
+    n = log_w.shape[-1]
+    do = jnp.logical_or(ess_fraction(log_w) < threshold, threshold >= 1.0)
+    dead = ~jnp.isfinite(logsumexp(log_w))
+    log_W = normalize_log_weights(jnp.where(dead, 0.0, log_w))
+    log_mode = jax.ops.segment_max(log_W, labels, num_segments=num_modes)  # stable per-mode sums
+    log_mode = jnp.where(jnp.isfinite(log_mode), log_mode, 0.0)
+    mode_w = jax.ops.segment_sum(jnp.exp(log_W - log_mode[labels]), labels,
+                                 num_segments=num_modes)
+    log_mode_w = jnp.log(mode_w) + log_mode                     # log W_k (-inf: no weight)
+    held = jnp.isfinite(log_mode_w)
+    alloc = (1.0 - share) * jnp.exp(log_mode_w) + share * held / jnp.maximum(jnp.sum(held), 1)
+    log_ratio = jnp.log(alloc) - jnp.where(held, log_mode_w, 0.0)  # log(a_k / W_k)
+
+    def _resample(operand):
+        k, lw = operand
+        log_q = log_W + log_ratio[labels]
+        idx = (multinomial_resample if scheme == "multinomial" else systematic_resample)(
+            k, log_q)
+        new = -log_ratio[labels[idx]]
+        return idx, new, log_mean_exp(lw)
+
+    def _keep(operand):
+        _, lw = operand
+        return jnp.arange(n), lw, jnp.zeros((), lw.dtype)
+
+    idx, new_lw, inc = jax.lax.cond(do, _resample, _keep, (key, log_w))
+    return ResampleResult(idx, new_lw, inc, do)
