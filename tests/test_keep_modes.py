@@ -99,3 +99,25 @@ def test_keep_modes_with_one_mode_runs_as_usual():
     assert kept.log_z == plain.log_z and kept.log_z_se == plain.log_z_se
     assert kept.num_gradient_evals == (plain.num_gradient_evals
                                        + kept.reference_info["mode_search_gradient_evals"])
+
+
+def test_keep_modes_through_log_evidence_on_a_two_mode_posterior():
+    """y ~ N(mu^2, 0.3): the posterior of mu has modes at +-sqrt(mean y). log p(y) from a
+    1-D quadrature; keep_modes finds both modes of the model's potential and covers it."""
+    import numpyro
+
+    def model(y=None):
+        mu = numpyro.sample("mu", dist.Normal(0.0, 3.0))
+        numpyro.sample("y", dist.Normal(mu**2, 0.3), obs=y)
+
+    y = np.array([4.0, 4.1, 3.9, 4.05])
+    grid = np.linspace(-12.0, 12.0, 400_001)
+    log_joint = (dist.Normal(0.0, 3.0).log_prob(grid)
+                 + dist.Normal(grid[:, None] ** 2, 0.3).log_prob(y).sum(-1))
+    top = float(np.max(log_joint))
+    exact = top + np.log(np.trapezoid(np.exp(np.asarray(log_joint) - top), grid))
+    r = ep.log_evidence(model, y=jnp.asarray(y), key=jax.random.key(0), method="mala",
+                        num_walkers=2048, keep_modes=True, progress_bar=False)
+    np.testing.assert_allclose(np.sort(r.reference_info["kept_modes"][:, 0]), [-2.0, 2.0],
+                               atol=0.05)
+    assert abs(r.log_z - exact) < 4 * r.log_z_se, (r.log_z, exact, r.log_z_se)

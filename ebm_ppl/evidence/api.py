@@ -113,7 +113,7 @@ def log_partition(potential_fn, *, key, reference=None, dim: int | None = None,
             method's default (`ebm_ppl.evidence.options.METHOD_DEFAULTS`).
         bar: also run the schedule in reverse from the final resampled walkers and report
             the BAR and reverse estimates (doubles the cost).
-        keep_modes: find the target's modes first (L-BFGS from 256 of the initial walkers;
+        keep_modes: find the target's modes first (L-BFGS from 1024 of the initial walkers;
             its gradients are counted) and, when there are several, resample so that every
             mode keeps its walkers (`mode_guarded_resample_if`: a share 0.8 of the walkers
             spread evenly over the modes, the modes' weights carried as importance
