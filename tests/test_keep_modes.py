@@ -57,6 +57,11 @@ def test_keep_modes_options():
     assert opts.num_groups == 8 and not opts.bias_check and not opts.precondition
     assert AnnealOptions(keep_modes=True, precondition=True).precondition
     assert AnnealOptions(keep_modes=True, num_groups=4).num_groups == 4
+    assert AnnealOptions(keep_modes=True, num_walkers=1000).num_groups == 8
+    assert AnnealOptions(keep_modes=True, num_walkers=1001).num_groups == 7
+    assert AnnealOptions(keep_modes=True, num_walkers=96).num_groups == 3
+    with pytest.raises(ValueError, match="no such split"):
+        AnnealOptions(keep_modes=True, num_walkers=1009)  # a prime
     with pytest.raises(ValueError, match="bias probe"):
         AnnealOptions(keep_modes=True, bias_check=True)
     with pytest.raises(ValueError, match="keep_modes"):

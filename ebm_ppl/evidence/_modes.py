@@ -34,8 +34,7 @@ def target_modes(path, positions, *, num_starts: int = MODE_STARTS, max_iter: in
 
     Only converged end points count (when any converged). Two are one mode when their RMS
     distance, per coordinate in units of the starts' robust scale (1.4826 x their median
-    absolute deviation), is below `MERGE_DISTANCE`; at
-    most `MAX_MODES` are kept.
+    absolute deviation), is below `MERGE_DISTANCE`; at most `MAX_MODES` are kept.
     """
     starts = positions[: int(num_starts)]
     xs, values, gnorms, grads = find_modes(Partial(_path_target, path), starts,

@@ -119,7 +119,8 @@ def log_partition(potential_fn, *, key, reference=None, dim: int | None = None,
             spread evenly over the modes, the modes' weights carried as importance
             weights). For separated modes of unequal widths under a broad reference, where a
             narrow mode's share dips along the path (``docs/evidence.md``). The walkers form 8
-            independent groups (unless ``num_groups`` is given) whose spread is
+            independent groups (fewer when 8 does not divide ``num_walkers``; or
+            ``num_groups``) whose spread is
             ``log_z_se``; no bias probe; no preconditioning unless ``precondition=True`` (the
             walkers' scale would mix the modes' widths). Measured with ``method="mala"``
             (``benchmarks/RESULTS.md``). The modes are in

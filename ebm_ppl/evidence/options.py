@@ -59,6 +59,17 @@ _CONTINUOUS_ONLY = ("resampling", "bias_check", "step_size", "num_leapfrog", "ta
 KEEP_MODES_GROUPS = 8  # keep_modes: independent groups, whose spread is the error bar
 
 
+def _keep_modes_groups(n: int) -> int:
+    """keep_modes' default groups: the most (at most `KEEP_MODES_GROUPS`, at least 2) that
+    divide ``n`` into groups of at least 32 walkers; their spread is the error bar."""
+    for g in range(KEEP_MODES_GROUPS, 1, -1):
+        if n % g == 0 and n // g >= 32:
+            return g
+    raise ValueError(f"keep_modes forms 2 to {KEEP_MODES_GROUPS} independent groups of at least "
+                     f"32 walkers for its error bar: num_walkers={n} has no such split (use "
+                     "e.g. a multiple of 8, at least 256, or give num_groups)")
+
+
 def _as_float(name, value):
     try:
         return float(value)
@@ -183,7 +194,7 @@ class AnnealOptions:
         g = (min(16, max(1, n // 64)) if spread else 1) if self.num_groups is None \
             else self.num_groups
         if keep and self.num_groups is None:
-            g = max(1, min(KEEP_MODES_GROUPS, n // 64))
+            g = _keep_modes_groups(n)
         g = check_positive("num_groups", g, integer=True)
         if n % g or (method != "is" and n // g < 2):
             raise ValueError(f"num_walkers={n} must be a multiple of num_groups={g} with at "
