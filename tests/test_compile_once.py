@@ -23,10 +23,11 @@ def regression(x, y=None):
 
 
 # XLA compilations of a first ep.log_evidence call after jax.clear_caches (bias_check=False;
-# measured: 10, 8 of them the call's own and 2 of JAX's small helpers; 16 with the run's keys,
-# the draws' evaluation and the genealogy in programs of their own, and 93 when NumPyro's
+# measured: 9, 7 of them the call's own and 2 of JAX's small helpers; 10 with NumPyro's
+# initialization compiled where the origin serves, 16 with the run's keys, the draws'
+# evaluation and the genealogy in programs of their own, and 93 when NumPyro's
 # initialization and the drivers' small operations ran eagerly)
-BOUND_FIRST_CALL = 12
+BOUND_FIRST_CALL = 11
 
 
 def _data(seed, n=20):
@@ -62,8 +63,8 @@ def test_log_evidence_with_new_data_and_key_compiles_nothing():
 
 
 def test_a_first_log_evidence_call_compiles_a_handful_of_programs():
-    """A first call compiles its few real programs (NumPyro's initialization as one, the
-    keys, the initial draws, the stage, ...), not one per eager operation: run eagerly,
+    """A first call compiles its few real programs (the potential's check at the initial
+    point, the keys, the initial draws, the stage, ...), not one per eager operation: run eagerly,
     NumPyro's initialization, the initial carry, the checks of the initial draws and the key
     splits compiled ~75 single-operation programs more (~20 ms each, 1.5-2 s of a first
     call). The structure is new and JAX's caches are cleared, so nothing compiled by an
@@ -144,3 +145,30 @@ def test_enable_compilation_cache_sets_jax_persistent_cache(tmp_path, monkeypatc
     finally:
         for k, v in before.items():
             jax.config.update(k, v)
+
+
+def test_numpyro_initialization_compiles_only_where_the_origin_is_not_valid():
+    """energy_from_model takes the unconstrained origin as the model's initial point, so a
+    first call compiles only the potential's check there, not NumPyro's initialization; where
+    the potential is not finite at the origin (y ~ Uniform(0, theta) with y = 3 above
+    theta = 1), NumPyro's search is compiled and run and finds a valid point."""
+    def fresh_scale(y=None):  # structures no other test has compiled
+        s = numpyro.sample("s", dist.HalfNormal(1.0))
+        numpyro.sample("y", dist.Normal(0.0, s), obs=y)
+
+    def fresh_uniform(y=None):
+        theta = numpyro.sample("theta", dist.HalfNormal(1.0))
+        numpyro.sample("y", dist.Uniform(0.0, theta), obs=y)
+
+    y = jnp.asarray([3.0, 2.5])
+    jax.clear_caches()
+    key = jax.random.key(0)
+    with ep.CompileClock() as clock:
+        energy = ep.energy_from_model(fresh_scale, y=y, key=key)
+    assert clock.num_compiles == 1, clock  # the check at the origin
+    assert np.all(energy.structure.flat0 == 0.0)
+    with ep.CompileClock() as clock:
+        energy = ep.energy_from_model(fresh_uniform, y=y, key=key)
+    assert clock.num_compiles == 2, clock  # the check, then NumPyro's initialization
+    theta = float(np.exp(energy.structure.flat0[0]))
+    assert theta > 3.0 and np.isfinite(float(energy.potential_fn(energy.structure.flat0)))
