@@ -84,6 +84,8 @@ def run_evidence(args) -> None:
                "progress_bar": not args.no_progress}
     if args.method is not None:
         options["method"] = args.method
+    if args.keep_modes:
+        options["keep_modes"] = True
     try:
         result = log_evidence(model, **options, **data)
     except (TypeError, KeyError, IndexError) as err:

@@ -72,6 +72,19 @@ def test_evidence_command_matches_closed_form(model_and_data, data_name, tmp_pat
     assert f"{loaded.log_z:.5f}" == f"{est:.5f}" and loaded.method == "hmc"
 
 
+def test_evidence_command_keep_modes(model_and_data):
+    """--keep-modes reaches log_evidence: the regression has one mode, found and reported."""
+    folder, exact = model_and_data
+    proc = _cli("evidence", f"{folder / 'my_models.py'}:regression", "--data",
+                folder / "data.csv", "--walkers", 512, "--method", "mala", "--keep-modes",
+                "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "found 1 mode(s)" in proc.stdout
+    line = next(ln for ln in proc.stdout.splitlines() if "log Z" in ln)
+    est, se = (float(v) for v in line.split("=")[1].split("(")[0].split("+-"))
+    assert abs(est - exact) < max(4 * se, 0.05), (est, se, exact)
+
+
 @pytest.mark.parametrize("case, expected", [
     ("missing_file", "model file not found"),
     ("no_model", "no model named"),
