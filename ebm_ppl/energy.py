@@ -465,8 +465,12 @@ def _traced_initialization(model, key, treedef, static, data_index, data):
             return None
         flat_info, _, traced_info = traced_init.out_info
         if not traced_info:  # no support depends on values: the trace told all but a point
+            @functools.cache
+            def program():  # compiled on first need, once
+                return traced_init.lower().compile()
+
             def find_point(k, d):
-                flat, ok, _ = traced_init.lower().compile()(k, d)
+                flat, ok, _ = program()(k, d)
                 return flat if bool(ok) else None
             origin = np.zeros(flat_info.shape, flat_info.dtype)
             return _Initialization(*kept["gens"], origin, kept["unravel"], kept["names"],

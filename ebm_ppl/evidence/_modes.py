@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from jax.tree_util import Partial
 
-from .reference import GRAD_TOL, find_modes
+from .reference import find_modes, usable_minima
 
 __all__ = ["MODE_STARTS", "MAX_MODES", "MERGE_DISTANCE", "target_modes"]
 
@@ -32,7 +32,7 @@ def target_modes(path, positions, *, num_starts: int = MODE_STARTS, max_iter: in
     """Distinct minima of the path's target energy ``U_1`` (M, dim), lowest first, found by
     L-BFGS from the first ``num_starts`` rows of ``positions``, and the gradients spent.
 
-    Only converged end points count (when any converged). Two are one mode when their RMS
+    End points count as in `auto_reference` (`usable_minima`). Two are one mode when their RMS
     distance, per coordinate in units of the starts' robust scale (1.4826 x their median
     absolute deviation), is below `MERGE_DISTANCE`; at most `MAX_MODES` are kept.
     """
@@ -42,15 +42,11 @@ def target_modes(path, positions, *, num_starts: int = MODE_STARTS, max_iter: in
     x0 = np.asarray(starts)
     scale = 1.4826 * np.median(np.abs(x0 - np.median(x0, axis=0)), axis=0)  # robust scale
     scale = np.where(scale > 0, scale, 1.0)
-    d = xs.shape[-1]
-    ok = np.isfinite(values) & np.all(np.isfinite(xs), axis=1)
-    converged = ok & (gnorms <= GRAD_TOL * np.maximum(1.0, np.abs(values)) * np.sqrt(d))
-    if converged.any():
-        ok = converged
+    ok, order = usable_minima(xs, values, gnorms)
     modes: list[np.ndarray] = []
-    for i in np.argsort(np.where(ok, values, np.inf)):
+    for i in order:
         if not ok[i] or len(modes) == MAX_MODES:
             break
         if all(np.sqrt(np.mean(((xs[i] - m) / scale) ** 2)) >= MERGE_DISTANCE for m in modes):
             modes.append(xs[i])
-    return np.asarray(modes).reshape(-1, d), int(grads)
+    return np.asarray(modes).reshape(-1, xs.shape[-1]), int(grads)

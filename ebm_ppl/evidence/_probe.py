@@ -135,7 +135,8 @@ def total_error(log_z_se, extra, reference_info) -> float:
 
 
 def verdict(extra, h, sched, betas, max_stages, reference_info, num_ancestors):
-    """Reasons not to trust the error bar (empty: reliable), each saying what to raise."""
+    """Reasons not to trust the error bar (empty: reliable), each saying what to raise.
+    ``num_ancestors`` None: the error bar is not the genealogy's (no collapse to check)."""
     reasons = []
     if "log_z_probe" in extra:
         d = extra.get("log_z_bias", 0.0) / max(extra["log_z_bias_se"], 1e-300)
@@ -149,7 +150,7 @@ def verdict(extra, h, sched, betas, max_stages, reference_info, num_ancestors):
     if len(h["ess"]) and np.min(h["ess"]) < 0.05:
         reasons.append("the weights degenerated at some stage (ESS < 0.05); raise target_ess "
                        "or num_walkers")
-    if num_ancestors < MIN_ANCESTORS:
+    if num_ancestors is not None and num_ancestors < MIN_ANCESTORS:
         reasons.append(f"the genealogy collapsed (only {num_ancestors} initial walkers have "
                        "descendants), so log_z_se is the fixed-lag estimate, which misses "
                        "correlations over more stages; raise num_walkers")

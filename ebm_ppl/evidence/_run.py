@@ -181,7 +181,7 @@ def finish(path, probe_keys, opts: AnnealOptions, state, out, sched, step_size, 
                 "forward log Z is probably biased low; raise target_ess or num_moves")
     if not opts.spins:  # spins: the groups' spread is the error bar (no verdict, as before)
         reasons = verdict(extra, h, sched, betas, opts.max_stages, reference_info,
-                          MIN_ANCESTORS if guarded else out.num_ancestors)
+                          None if guarded else out.num_ancestors)
         messages += [f"unreliable: {r}" for r in reasons]
         reasons += [m for m in messages if m.startswith("unreliable: the bias probe")]
         log_z_err = total_error(log_z_se, extra, reference_info)

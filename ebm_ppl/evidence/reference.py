@@ -186,6 +186,18 @@ def find_modes(potential_fn, starts, *, max_iter: int = 200):
             2 * int(iterations) * len(starts) + len(starts))
 
 
+def usable_minima(xs, values, gnorms):
+    """Which of `find_modes`' end points count as minima (finite, and converged when any
+    converged: an unconverged end point is not a mode, a narrow basin still counts), and
+    every end point's index ordered by value, lowest first (the others last)."""
+    ok = np.isfinite(values) & np.all(np.isfinite(xs), axis=1)
+    converged = ok & (gnorms <= GRAD_TOL * np.maximum(1.0, np.abs(values))
+                      * np.sqrt(xs.shape[-1]))
+    if converged.any():
+        ok = converged
+    return ok, np.argsort(np.where(ok, values, np.inf))
+
+
 def auto_reference(energy: Energy, key, *, num_starts: int = 256, init_scale: float = 3.0,
                    center=None, widen: float = 1.2, defensive_weight: float = 0.1,
                    min_var: float | None = None, max_iter: int = 100):
@@ -198,11 +210,7 @@ def auto_reference(energy: Energy, key, *, num_starts: int = 256, init_scale: fl
     center = np.zeros(d) if center is None else np.broadcast_to(np.asarray(center, float), (d,))
     starts = jnp.asarray(center) + init_scale * jax.random.normal(key, (int(num_starts), d))
     xs, values, gnorms, grads = find_modes(energy.potential_fn, starts, max_iter=max_iter)
-    ok = np.isfinite(values) & np.all(np.isfinite(xs), axis=1)
-    converged = ok & (gnorms <= GRAD_TOL * np.maximum(1.0, np.abs(values)) * np.sqrt(d))
-    if converged.any():
-        ok = converged  # unconverged end points are not modes (a narrow basin still counts)
-    order = np.argsort(np.where(ok, values, np.inf))
+    ok, order = usable_minima(xs, values, gnorms)
     max_var = init_scale**2
     min_var = (1e-3 * init_scale) ** 2 if min_var is None else min_var
     modes: list[np.ndarray] = []

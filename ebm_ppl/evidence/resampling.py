@@ -187,13 +187,28 @@ def resample_if(key: Array, log_w: Array, threshold: float = 0.5,
     The running estimate ``log Z = acc + log_mean_exp(log_w)`` is unchanged by the call when
     ``acc`` is increased by ``log_z_increment``. Under ``vmap`` both branches run (a select).
     """
+    def draw(k, lw):
+        return _scheme(scheme)(k, lw), jnp.zeros_like(lw)
+
+    return _resample_when(key, log_w, threshold, draw)
+
+
+def _scheme(name: str):
+    """The index-drawing function of a resampling scheme."""
+    return multinomial_resample if name == "multinomial" else systematic_resample
+
+
+def _resample_when(key: Array, log_w: Array, threshold: float, draw) -> ResampleResult:
+    """``draw(key, log_w) -> (indices, new log weights)`` under ``lax.cond`` when
+    ``ess_fraction(log_w) < threshold`` (or ``threshold >= 1``), the identity otherwise; the
+    log normalization it moves into ``log Z`` is ``log_mean_exp(log_w)``."""
     n = log_w.shape[-1]
     do = jnp.logical_or(ess_fraction(log_w) < threshold, threshold >= 1.0)
 
     def _resample(operand):
         k, lw = operand
-        idx = (multinomial_resample if scheme == "multinomial" else systematic_resample)(k, lw)
-        return idx, jnp.zeros_like(lw), log_mean_exp(lw)
+        idx, new = draw(k, lw)
+        return idx, new, log_mean_exp(lw)
 
     def _keep(operand):
         _, lw = operand
@@ -225,8 +240,6 @@ def mode_guarded_resample_if(key: Array, log_w: Array, labels: Array, num_modes:
     hold: take the error from independent groups. Resamples when
     ``ess_fraction(log_w) < threshold`` (or ``threshold >= 1``), as `resample_if`.
     """
-    n = log_w.shape[-1]
-    do = jnp.logical_or(ess_fraction(log_w) < threshold, threshold >= 1.0)
     dead = ~jnp.isfinite(logsumexp(log_w))
     log_W = normalize_log_weights(jnp.where(dead, 0.0, log_w))
     log_mode = jax.ops.segment_max(log_W, labels, num_segments=num_modes)  # stable per-mode sums
@@ -238,17 +251,8 @@ def mode_guarded_resample_if(key: Array, log_w: Array, labels: Array, num_modes:
     alloc = (1.0 - share) * jnp.exp(log_mode_w) + share * held / jnp.maximum(jnp.sum(held), 1)
     log_ratio = jnp.log(alloc) - jnp.where(held, log_mode_w, 0.0)  # log(a_k / W_k)
 
-    def _resample(operand):
-        k, lw = operand
-        log_q = log_W + log_ratio[labels]
-        idx = (multinomial_resample if scheme == "multinomial" else systematic_resample)(
-            k, log_q)
-        new = -log_ratio[labels[idx]]
-        return idx, new, log_mean_exp(lw)
+    def draw(k, lw):
+        idx = _scheme(scheme)(k, log_W + log_ratio[labels])
+        return idx, -log_ratio[labels[idx]]
 
-    def _keep(operand):
-        _, lw = operand
-        return jnp.arange(n), lw, jnp.zeros((), lw.dtype)
-
-    idx, new_lw, inc = jax.lax.cond(do, _resample, _keep, (key, log_w))
-    return ResampleResult(idx, new_lw, inc, do)
+    return _resample_when(key, log_w, threshold, draw)
