@@ -33,6 +33,15 @@ from .schedules import as_schedule, power, stage_cap_message
 
 __all__ = ["run", "finish", "move_for", "schedule_for"]
 
+# ULA's weights dissipate where the global step is large for the local scale (measured:
+# benchmarks/RESULTS.md, "Jarzynski's lost mode"; tests/test_evidence.py)
+JARZYNSKI_CAUTION = (
+    "jarzynski: ULA's weight corrections (eq. 102-103) lose the mass of regions where the one "
+    "global step is large for the local scale, such as a narrow mode beside a wide one, and "
+    "neither log_z_se nor the verdict sees the lost mass (a 4-D mixture of widths 1 and 0.5 "
+    "from a N(0, 25 I) reference: log Z 1.5 low with reliable=True); for evidence prefer "
+    "method='hmc' or 'mala'")
+
 
 def move_for(path, opts: AnnealOptions):
     """The engine's move for the options' method on ``path``."""
@@ -114,6 +123,8 @@ def finish(path, probe_keys, opts: AnnealOptions, state, out, sched, step_size, 
             f"the weights degenerated (ESS {h['ess'][k]:.3f} at stage {k + 1}, beta "
             f"{h['beta'][k]:.3g}): log Z is probably biased low and log_z_se too small; use a "
             "smaller step_size, a higher target_ess or more walkers")
+    if method == "jarzynski":
+        messages.append(JARZYNSKI_CAUTION)
     dead = np.asarray(h["num_dead"])
     if dead.sum():
         messages.append(
