@@ -83,6 +83,9 @@ def _one(y):
     (lambda: ep.log_evidence_batch(_one, jnp.full((2, 5), np.nan), key=jax.random.key(0)),
      "NaN"),
     (lambda: ep.log_evidence_batch(3, jnp.zeros((2, 5)), key=jax.random.key(0)), "model"),
+    (lambda: ep.log_evidence_batch(_one, jnp.zeros((2, 5)), key=jax.random.key(0),
+                                   keep_modes=True, bar=True),
+     "does not offer bar, keep_modes .options of ep.log_evidence"),
 ])
 def test_bad_input_is_a_clear_error(call, match):
     with pytest.raises(ValueError, match=match):

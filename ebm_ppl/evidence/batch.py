@@ -94,6 +94,10 @@ class EvidenceBatch(Sequence):
                 f", wall_time={self.wall_time:.2f} s, compile_time={self.compile_time:.2f} s)")
 
 
+# options of log_evidence that a batch does not offer: caught by name, not passed to the model
+NOT_IN_BATCH = ("bar", "devices", "mesh", "keep_modes")
+
+
 def log_evidence_batch(model, *model_args, key, method: str = DEFAULT_METHOD,
                        num_walkers: int | None = None, step_size=None, schedule="adaptive",
                        num_stages: int | None = None, target_ess: float = 0.7,
@@ -116,8 +120,8 @@ def log_evidence_batch(model, *model_args, key, method: str = DEFAULT_METHOD,
     batches of the same K and shapes); the data sets run one after another inside each
     compiled stage, so the gain over K calls is the per-call work, not parallel arithmetic.
     Options as in [`log_evidence`][ebm_ppl.log_evidence], for the annealing methods "hmc" (default),
-    "mala", "jarzynski" and "nuts"; the BAR reverse pass and sharding over devices are not
-    offered here.
+    "mala", "jarzynski" and "nuts"; the BAR reverse pass (``bar``), sharding over devices
+    (``devices``, ``mesh``) and ``keep_modes`` are not offered here (a clear error names them).
 
     Returns an `EvidenceBatch` (a sequence of K `EvidenceResult`). Raises
     `SamplingDivergedError`, naming the data sets, when every walker
@@ -136,6 +140,9 @@ def log_evidence_batch(model, *model_args, key, method: str = DEFAULT_METHOD,
                          f"{', '.join(repr(m) for m in BATCH_METHODS)}")
     if not callable(model):
         raise ValueError(f"model must be a callable NumPyro model, got {type(model).__name__}")
+    if unoffered := [name for name in NOT_IN_BATCH if name in model_kwargs]:
+        raise ValueError(f"log_evidence_batch does not offer {', '.join(unoffered)} (options of "
+                         "ep.log_evidence): run ep.log_evidence on each data set for them")
     size = _batch_size(model_args, model_kwargs)
     check_model_data(model_args, model_kwargs)
     keys = _batch_keys(key, size)
