@@ -191,7 +191,8 @@ def run(names, seeds, walkers, progress):
             t0 = time.perf_counter()
             r = go(jax.random.key(10_000 + s))
             rows.append(dict(seed=s, log_z=r.log_z, se=r.log_z_se, err=r.total_error,
-                             bias=r.log_z_bias, reliable=bool(r.reliable),
+                             bias=r.log_z_bias, bias_se=r.log_z_bias_se,
+                             reliable=bool(r.reliable), reasons=list(r.messages),
                              stages=r.num_stages, grads=r.num_gradient_evals, dead=r.num_dead,
                              seconds=time.perf_counter() - t0))
         e = np.array([r["log_z"] - exact for r in rows])
@@ -249,9 +250,15 @@ def markdown(out, args, wall):
     good = sum(r["n_good"] for r in out.values())
     fb = sum(r["fired_bad"] for r in out.values())
     fg = sum(r["fired_good"] for r in out.values())
+    tails = [f"{name} ({(x['log_z'] - r['exact']) / x['err']:+.2f} err; probe "
+             f"{x['bias'] / x['bias_se']:+.2f} se of the difference; verdict "
+             f"{'fired' if not x['reliable'] else 'silent'})"
+             for name, r in out.items() for x in r["runs"]
+             if abs(x["log_z"] - r["exact"]) > 3 * x["err"]]
     lines += ["", f"Verdict over all targets: fired in {fb} of {bad} runs with |error| > 3 err "
               f"and in {fg} of {good} runs with |error| < 1 err. Nominal coverage of +-2 err: "
-              "95.4% for a known error.", ""]
+              "95.4% for a known error. The runs beyond 3 err: "
+              f"{'; '.join(tails) if tails else 'none'}.", ""]
     return "\n".join(lines)
 
 
