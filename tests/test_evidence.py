@@ -213,7 +213,34 @@ def test_find_modes_stops_when_every_start_has_converged():
     scales = jnp.logspace(0, 4, 50)
     *_, grads_stiff = find_modes(lambda x: 0.5 * jnp.sum(scales * x**2),
                                  jax.random.normal(jax.random.key(1), (8, 50)), max_iter=5)
-    assert grads_stiff == 2 * 5 * 8 + 8
+    assert grads_stiff >= 2 * 5 * 8 + 8
+
+
+def test_find_modes_counts_every_evaluation_it_computes():
+    """The reported gradient count is what the vectorized search computed (every start pays for
+    the longest line search), counted here by a callback in the potential; and converged
+    starts no longer drag every start through optax's maximum of line-search steps (on the
+    hard mixture: 174 evaluations per start before, 22 now), with the same end points."""
+    from ebm_ppl.evidence import find_modes
+
+    target = ep.targets.two_mode_mixture(10, separation=3, weights=(0.2, 0.8),
+                                         scales=(1.0, 0.5), along_diagonal=False)
+    calls = []
+
+    def potential(x):
+        jax.debug.callback(lambda: calls.append(1))
+        return target.potential(x)
+
+    starts = 5.0 * jax.random.normal(jax.random.key(0), (256, 10))
+    xs, _, gnorms, grads = find_modes(potential, starts)
+    per_start = len(calls)  # one callback per vectorized evaluation of all starts
+    assert grads == per_start * 256, (grads, per_start)
+    assert per_start < 40  # 174 when converged starts ran the longest line search
+    ok = gnorms < 1e-3
+    assert ok.mean() > 0.9
+    side = np.sign(np.mean(xs[ok], axis=1))  # the modes, at -3 and +3 on every axis
+    np.testing.assert_allclose(xs[ok], np.outer(3.0 * side, np.ones(10)), atol=1e-4)
+    assert set(side) == {-1.0, 1.0}
 
 
 def test_auto_reference_rejects_flat_minima():

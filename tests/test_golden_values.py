@@ -13,8 +13,10 @@ The file ``tests/golden_values.json`` was written on the code of main at 95a8fe7
 issue-13 refactor), on CPU with 4 fake host devices (``conftest.py``) and jax_enable_x64; its
 four annealing evidence entries were regenerated at 328de93, when pooled multinomial
 resampling became the default (by design), and their ``log_z_se`` again at 79ad05e (the fixed-lag
-fallback when the genealogy collapsed: one of them was 0.0); the spin and training entries are
-the originals.
+fallback when the genealogy collapsed: one of them was 0.0); the ``num_gradient_evals`` of the
+three entries with an automatic reference when `find_modes` began counting the evaluations its
+vectorized line searches compute (every other number unchanged); the spin and training entries
+are the originals.
 """
 
 from __future__ import annotations
