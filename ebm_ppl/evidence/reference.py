@@ -34,10 +34,10 @@ import numpy as np
 import numpyro.distributions as dist
 import optax
 from jax.scipy.special import logsumexp
-from jax.tree_util import Partial
 from numpyro.distributions import constraints
 
 from ..energy import Energy
+from .engine import _as_partial
 
 FLAT_CURVATURE = 1e-6  # min Hessian eigenvalue x init_scale^2 below which a minimum is flat
 
@@ -140,8 +140,8 @@ def _converged(value, grad):
 @functools.partial(jax.jit, static_argnames=("max_iter",))
 def _lbfgs_many(potential_fn, starts, max_iter):
     """L-BFGS from every start at once, until all have converged or ``max_iter`` iterations;
-    a converged start is frozen. Returns end points, values, gradient norms, iterations and
-    the potential evaluations computed per start.
+    a converged start is frozen. Returns end points, values, gradient norms and the potential
+    evaluations computed per start.
     ``potential_fn`` is a ``Partial`` (a pytree: its arrays, e.g. a path's data, are traced).
 
     Under ``vmap`` every start runs each line search as long as the longest one, so a frozen
@@ -178,9 +178,9 @@ def _lbfgs_many(potential_fn, starts, max_iter):
 
     zero = jnp.zeros((), jnp.int32)
     init = (zero, starts, jax.vmap(opt.init)(starts), jnp.zeros(starts.shape[0], bool), zero)
-    iterations, x, _, _, evals = jax.lax.while_loop(cond, body, init)
+    _, x, _, _, evals = jax.lax.while_loop(cond, body, init)
     value, grad = jax.vmap(jax.value_and_grad(potential_fn))(x)
-    return x, value, jnp.linalg.norm(grad, axis=-1), iterations, evals + 1
+    return x, value, jnp.linalg.norm(grad, axis=-1), evals + 1
 
 
 @functools.partial(jax.jit, static_argnames=("potential_fn",))
@@ -193,8 +193,7 @@ def find_modes(potential_fn, starts, *, max_iter: int = 200):
     ``max_iter`` iterations); returns (points, values, gradient norms, gradient evaluations),
     the last counting every evaluation of the potential that the vectorized search computed
     (each as a gradient, every start paying for the longest line search)."""
-    fn = potential_fn if isinstance(potential_fn, Partial) else Partial(potential_fn)
-    xs, values, gnorms, _, evals = _lbfgs_many(fn, starts, int(max_iter))
+    xs, values, gnorms, evals = _lbfgs_many(_as_partial(potential_fn), starts, int(max_iter))
     return (np.asarray(xs), np.asarray(values), np.asarray(gnorms), int(evals) * len(starts))
 
 
