@@ -64,10 +64,9 @@ def reference(d):
 
 # -- BlackJAX ---------------------------------------------------------------------------------
 
-def blackjax_runner(target, step, n=4096, num_mcmc_steps=10, target_ess=0.5):
-    import blackjax
-    from blackjax.smc import resampling
-
+def blackjax_log_densities(target):
+    """BlackJAX's tempering split of the target: the shared N(0, REF_SCALE^2 I) reference as
+    log prior, and the rest as log likelihood."""
     d = target.dim
 
     def logprior(x):
@@ -76,6 +75,15 @@ def blackjax_runner(target, step, n=4096, num_mcmc_steps=10, target_ess=0.5):
     def loglik(x):
         return -target.potential(x) - logprior(x)
 
+    return logprior, loglik
+
+
+def blackjax_runner(target, step, n=4096, num_mcmc_steps=10, target_ess=0.5):
+    import blackjax
+    from blackjax.smc import resampling
+
+    d = target.dim
+    logprior, loglik = blackjax_log_densities(target)
     smc = blackjax.adaptive_tempered_smc(
         logprior, loglik, blackjax.mala.build_kernel(), blackjax.mala.init,
         {"step_size": jnp.array([step])}, resampling.systematic, target_ess,

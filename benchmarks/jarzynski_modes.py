@@ -14,15 +14,10 @@ from __future__ import annotations
 import argparse
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import numpyro.distributions as dist
+from calibration import normal
 
 import ebm_ppl as ep
-
-
-def normal(d, scale):
-    return dist.Normal(jnp.zeros(d), scale).to_event(1)
 
 
 def cases():

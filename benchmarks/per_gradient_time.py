@@ -49,9 +49,10 @@ def kernel_times(target, n=8192, step=0.05, reps=60, rounds=3):
         jitter = jnp.exp(2.0 * jax.random.uniform(k_jit, (n,)) - 1.0)
         return move(k_mv, state, jnp.asarray(beta), steps * jitter)[0]
 
-    def log_density(x):  # BlackJAX's tempered density: log prior + beta log likelihood
-        log_prior = -0.5 * jnp.sum(x**2) / ev.REF_SCALE**2
-        return log_prior + beta * (-target.potential(x) - log_prior)
+    log_prior, log_likelihood = ev.blackjax_log_densities(target)
+
+    def log_density(x):  # BlackJAX's tempered density
+        return log_prior(x) + beta * log_likelihood(x)
 
     kernel = blackjax.mala.build_kernel()
 
